@@ -1,0 +1,60 @@
+"""hookbus: typed event hooks between the modules of an async back-end.
+
+Declare events as :class:`Event` subclasses, subscribe handlers with
+:meth:`EventBus.on`, emit with :meth:`EventBus.emit`. The same code runs
+in-process (``local`` mode, the default) or over Redis (``redis`` mode).
+"""
+
+from ._bus import EventBus
+from ._capabilities import Capabilities
+from ._context import current_envelope
+from ._dead_letter import DeadLetter
+from ._envelope import Envelope, decode_envelope
+from ._event import Event, event_name, event_types, is_durable
+from ._exceptions import (
+    BusClosedError,
+    BusUnavailableError,
+    ConfigurationError,
+    DeadLetterNotFoundError,
+    DrainTimeoutError,
+    DuplicateSubscriberError,
+    EventTooLargeError,
+    HookbusError,
+    InvalidEnvelopeError,
+    InvalidEventError,
+    UnknownEventError,
+)
+from ._retry import RetryPolicy
+from ._settings import Settings
+from ._subscription import SubscriberStats, Subscription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BusClosedError",
+    "BusUnavailableError",
+    "Capabilities",
+    "ConfigurationError",
+    "DeadLetter",
+    "DeadLetterNotFoundError",
+    "DrainTimeoutError",
+    "DuplicateSubscriberError",
+    "Envelope",
+    "Event",
+    "EventBus",
+    "EventTooLargeError",
+    "HookbusError",
+    "InvalidEnvelopeError",
+    "InvalidEventError",
+    "RetryPolicy",
+    "Settings",
+    "SubscriberStats",
+    "Subscription",
+    "UnknownEventError",
+    "__version__",
+    "current_envelope",
+    "decode_envelope",
+    "event_name",
+    "event_types",
+    "is_durable",
+]

@@ -1,0 +1,90 @@
+"""The interface every backend implements; :class:`~hookbus.EventBus` is built on it.
+
+A backend moves envelopes from ``publish`` to the invokers of the
+subscriptions it was given. Its contract, which the conformance suite
+(:mod:`hookbus.testing.conformance`) checks for every backend:
+
+* ``publish`` returns once the envelope is *accepted*: queued in memory
+  (local) or stored (redis). It never runs or awaits a handler and never
+  raises because of one. It may wait while a bounded queue is full
+  (backpressure).
+* Every subscription of the envelope's type gets it. Durable events are
+  retried according to the subscription's :class:`RetryPolicy` and end as
+  :class:`DeadLetter` after the last attempt; ephemeral ones go only to the
+  subscriptions present, once, and are never retried.
+* ``drain`` returns when every event published so far has been handled,
+  dead-lettered or dropped by every subscription in this process.
+* ``stop`` stops delivery: in-flight handlers get ``timeout`` seconds, then
+  are cancelled. Backends are not thread-safe: call them from the loop that
+  started them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import ClassVar
+
+from ._capabilities import Capabilities
+from ._dead_letter import DeadLetter
+from ._envelope import Envelope
+from ._settings import Settings
+from ._subscription import SubscriberStats, Subscription
+
+__all__ = ["Backend"]
+
+
+class Backend(ABC):
+    """Base class of backends (one per mode)."""
+
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: Settings, executor: Callable[[], Executor]) -> None:
+        self.settings = settings
+        #: Thread pool for plain-function handlers, created on first use.
+        self.executor = executor
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and begin delivering to the subscriptions added so far."""
+
+    @abstractmethod
+    async def stop(self, timeout: float) -> None:
+        """Stop delivering; give in-flight handlers ``timeout`` seconds, then cancel them."""
+
+    @abstractmethod
+    def subscribe(self, subscription: Subscription) -> None:
+        """Add a subscription; allowed before and after ``start``."""
+
+    @abstractmethod
+    def publish(self, envelope: Envelope) -> Awaitable[None] | None:
+        """Accept one envelope for delivery (see the module docs for the contract).
+
+        Returns ``None`` when the envelope was accepted at once, or an
+        awaitable that completes when it is accepted: the in-process backend
+        takes the common case without creating a coroutine per event.
+        """
+
+    @abstractmethod
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until every subscription has finished every event published so far.
+
+        Raises :class:`~hookbus.DrainTimeoutError` after ``timeout`` seconds.
+        """
+
+    @abstractmethod
+    async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
+        """Dead letters, oldest first, optionally of one subscriber."""
+
+    @abstractmethod
+    async def retry_dead_letter(self, dead_letter_id: str) -> None:
+        """Deliver a dead letter's event again to its subscriber, with fresh attempts."""
+
+    @abstractmethod
+    async def discard_dead_letter(self, dead_letter_id: str) -> None:
+        """Delete a dead letter for good."""
+
+    @abstractmethod
+    def statistics(self) -> list[SubscriberStats]:
+        """Counters of every subscription in this process."""

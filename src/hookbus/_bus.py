@@ -1,0 +1,352 @@
+""":class:`EventBus`: the one object modules use to emit and subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+from ._backend import Backend
+from ._backends import create_backend
+from ._capabilities import Capabilities
+from ._context import _worker
+from ._dead_letter import DeadLetter
+from ._envelope import Envelope
+from ._event import Event, event_name, resolve_event_type
+from ._exceptions import BusClosedError, ConfigurationError
+from ._ids import new_event_id
+from ._retry import RetryPolicy
+from ._settings import Settings, SettingsOptions
+from ._subscription import (
+    SubscriberStats,
+    Subscription,
+    check_subscriber_id,
+    default_subscriber_id,
+    is_async_callable,
+)
+
+__all__ = ["EventBus"]
+
+logger = logging.getLogger("hookbus")
+
+E = TypeVar("E", bound=Event)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class EventBus:
+    """Emit typed events and subscribe handlers to them, in any mode.
+
+    ``EventBus()`` reads its mode and options from the environment
+    (``EVENT_BUS_MODE``, see :class:`Settings`); ``EventBus(mode="local")`` or
+    ``EventBus(mode="redis", redis_url=...)`` choose explicitly, and keyword
+    options (``max_event_size=``, ``queue_size=``, ``retry=``, ...) override
+    single settings. Module code is the same in every mode.
+
+    Use it as an async context manager (``async with bus:``) or call
+    :meth:`start` and :meth:`stop`. Not thread-safe: call it from the event
+    loop that started it.
+    """
+
+    def __init__(
+        self,
+        mode: str | None = None,
+        *,
+        redis_url: str | None = None,
+        settings: Settings | None = None,
+        **options: Unpack[SettingsOptions],
+    ) -> None:
+        base = settings if settings is not None else Settings.from_env()
+        overrides: dict[str, Any] = dict(options)
+        if mode is not None:
+            overrides["mode"] = mode
+        if redis_url is not None:
+            overrides["redis_url"] = redis_url
+        self._settings = base.with_options(**overrides) if overrides else base
+        self._executor: ThreadPoolExecutor | None = None
+        self._backend: Backend = create_backend(self._settings, self._get_executor)
+        self._subscriptions: list[Subscription] = []
+        self._types: dict[str, type[Event]] = {}
+        self._state = _State.NEW
+        self._accepting = False
+        self._emittable: set[type[Event]] = set()
+        self._publish = self._backend.publish
+        self._max_size = self._settings.max_event_size
+        self._source = self._settings.source
+        self._lifecycle = asyncio.Lock()
+
+    # -- configuration -------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings."""
+        return self._settings
+
+    @property
+    def mode(self) -> str:
+        """``"local"`` or ``"redis"``."""
+        return self._settings.mode
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the active backend guarantees (durable, ordered, ...)."""
+        return self._backend.capabilities
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._state is _State.RUNNING
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """Every subscription made on this bus."""
+        return tuple(self._subscriptions)
+
+    def register(self, *event_types: type[Event]) -> None:
+        """Declare event types this bus emits by name without subscribing to them.
+
+        Subscribed types are registered automatically. Event classes are also
+        found by name globally, so this only matters when two classes share
+        a name: the bus's own registration wins.
+        """
+        for cls in event_types:
+            _check_event_type(cls)
+            self._types[event_name(cls)] = cls
+
+    def on(
+        self,
+        event_type: type[E] | str,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator subscribing a handler to ``event_type``; returns the handler unchanged.
+
+        ``name`` is the subscriber id (default ``"<module>.<qualname>"``); keep
+        it stable, as in redis mode it names the consumer group.
+        ``max_attempts`` and ``retry`` override the bus's retry policy;
+        ``timeout`` (seconds) turns a handler that runs longer into a failed
+        attempt. ``async def`` handlers run on the event loop; plain functions
+        run in a worker thread.
+        """
+
+        def decorator(handler: F) -> F:
+            self.subscribe(
+                event_type, handler, name=name, max_attempts=max_attempts, retry=retry,
+                timeout=timeout,
+            )
+            return handler
+
+        return decorator
+
+    def subscribe(
+        self,
+        event_type: type[E] | str,
+        handler: Callable[[E], Any],
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Subscribe ``handler`` (the non-decorator form of :meth:`on`)."""
+        cls: type[Event] = (
+            resolve_event_type(event_type, self._types)
+            if isinstance(event_type, str)
+            else event_type
+        )
+        _check_event_type(cls)
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        policy = retry if retry is not None else self._settings.retry
+        if max_attempts is not None:
+            policy = RetryPolicy(
+                max_attempts, policy.base_delay, policy.max_delay, policy.jitter
+            )
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        subscription = Subscription(
+            id=check_subscriber_id(name) if name is not None else default_subscriber_id(handler),
+            event_type=cls,
+            handler=handler,
+            retry=policy,
+            timeout=timeout,
+            is_async=is_async_callable(handler),
+        )
+        self._backend.subscribe(subscription)
+        self._subscriptions.append(subscription)
+        self._types.setdefault(event_name(cls), cls)
+        return subscription
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start delivery (connect, in redis mode). Idempotent while running."""
+        async with self._lifecycle:
+            if self._state is _State.RUNNING:
+                return
+            await self._backend.start()
+            self._state = _State.RUNNING
+            self._accepting = True
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: refuse new emits, finish in-flight work, then cancel.
+
+        In-flight and queued deliveries get ``timeout`` seconds (default
+        ``settings.stop_timeout``); what is left after that is cancelled and
+        logged. Calling it on a bus that is not running does nothing.
+        """
+        async with self._lifecycle:
+            if self._state is not _State.RUNNING:
+                return
+            self._state = _State.STOPPING
+            self._accepting = False
+            try:
+                await self._backend.stop(
+                    self._settings.stop_timeout if timeout is None else timeout
+                )
+            finally:
+                self._state = _State.STOPPED
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _get_executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._settings.sync_workers, thread_name_prefix="hookbus"
+            )
+        return self._executor
+
+    # -- emitting --------------------------------------------------------------
+
+    async def emit(self, event: Event | str, /, **fields: Any) -> str:
+        """Emit an event; return its id once the bus has accepted it.
+
+        Pass an :class:`Event` instance, or an event name and its fields
+        (``emit("sale_closed", session_id=1, total="9.90")``), validated the
+        same way. ``emit`` never runs, awaits or raises because of a
+        subscriber; it may wait while a subscriber's queue is full
+        (backpressure, local mode) or while the event is being stored
+        (redis mode).
+
+        Raises :class:`UnknownEventError`, :class:`InvalidEventError`,
+        :class:`EventTooLargeError`, :class:`BusClosedError` (bus not running)
+        and, in redis mode, :class:`BusUnavailableError`.
+        """
+        if type(event) not in self._emittable:
+            event = self._coerce(event, fields)
+        elif fields:
+            raise TypeError("emit() takes field values only with an event name, not an instance")
+        if not self._accepting:
+            raise BusClosedError(_closed_message(self._state))
+        worker = _worker.get()
+        if worker is None:
+            envelope = Envelope(new_event_id(), event, self._source)
+        else:
+            envelope = _child_envelope(event, self._source, worker.current)
+        envelope.check_size(self._max_size)
+        pending = self._publish(envelope)
+        if pending is not None:
+            await pending
+        return envelope.id
+
+    def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
+        """Build the event of an emit by name; vet an instance of a class not seen yet."""
+        if isinstance(event, str):
+            return resolve_event_type(event, self._types)(**fields)
+        if not isinstance(event, Event):
+            raise TypeError(f"emit() needs an Event instance or an event name, got {event!r}")
+        if fields:
+            raise TypeError("emit() takes field values only with an event name, not an instance")
+        self._emittable.add(type(event))
+        return event
+
+    # -- observing and repairing ----------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every subscriber has finished every event emitted so far.
+
+        Finished means handled, dead-lettered, or (ephemeral) dropped;
+        pending retries are waited for. Raises :class:`DrainTimeoutError`
+        after ``timeout`` seconds (default: wait as long as it takes).
+        """
+        await self._backend.drain(timeout)
+
+    async def dead_letters(
+        self, subscriber: str | None = None, *, limit: int | None = None
+    ) -> list[DeadLetter]:
+        """Events that used up their attempts, oldest first (optionally of one subscriber)."""
+        return await self._backend.dead_letters(subscriber, limit)
+
+    async def retry_dead_letter(self, dead_letter: DeadLetter | str) -> None:
+        """Deliver a dead letter's event again to its subscriber, with fresh attempts.
+
+        The dead letter is removed; if the event fails again it comes back as
+        a new dead letter. Raises :class:`DeadLetterNotFoundError`.
+        """
+        await self._backend.retry_dead_letter(_letter_id(dead_letter))
+
+    async def discard_dead_letter(self, dead_letter: DeadLetter | str) -> None:
+        """Delete a dead letter for good. Raises :class:`DeadLetterNotFoundError`."""
+        await self._backend.discard_dead_letter(_letter_id(dead_letter))
+
+    def statistics(self) -> list[SubscriberStats]:
+        """Counters of every subscription in this process (handled, failed, retried, ...)."""
+        return self._backend.statistics()
+
+    def __repr__(self) -> str:
+        return f"<EventBus mode={self.mode} {self._state.value} subscriptions={len(self._subscriptions)}>"
+
+
+def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envelope:
+    """Envelope of an event emitted while handling ``parent``: same correlation and trace."""
+    if parent is None:
+        return Envelope(new_event_id(), event, source)
+    return Envelope(
+        new_event_id(),
+        event,
+        source,
+        parent.correlation_id or parent.id,
+        parent.id,
+        parent.traceparent,
+    )
+
+
+def _check_event_type(cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Event)) or cls is Event:
+        raise TypeError(f"expected a subclass of hookbus.Event, got {cls!r}")
+
+
+def _letter_id(dead_letter: DeadLetter | str) -> str:
+    return dead_letter if isinstance(dead_letter, str) else dead_letter.id
+
+
+def _closed_message(state: _State) -> str:
+    if state is _State.NEW:
+        return "the bus is not started: use 'async with bus:' or 'await bus.start()' first"
+    return "the bus is stopped (or stopping): it accepts no more events"

@@ -1,0 +1,103 @@
+"""The :class:`Event` base class and the registry of declared event types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
+
+__all__ = ["Event", "event_name", "event_types", "is_durable", "resolve_event_type"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+# name -> class. A later declaration under the same name replaces the earlier
+# one (module reloads, classes declared inside tests); the bus's own types,
+# from its subscriptions, are looked up first.
+_registry: dict[str, type[Event]] = {}
+
+
+def _snake_case(class_name: str) -> str:
+    return _CAMEL_BOUNDARY.sub("_", class_name).lower()
+
+
+class Event(BaseModel):
+    """Base class of every event: a frozen pydantic model.
+
+    Declare an event by subclassing, with two optional class keywords::
+
+        class SaleClosed(Event):                       # name "sale_closed", durable
+            session_id: int
+
+        class ProgressUpdated(Event, durable=False):   # ephemeral: live, at most once
+            percent: float
+
+    ``name`` defaults to the snake_case of the class name; ``durable``
+    defaults to the parent's value (``True`` for direct subclasses). Durable
+    (critical) events are retried and dead-lettered and, in redis mode,
+    stored in a stream; ephemeral ones go only to the subscribers present.
+
+    Building an event with bad fields raises :class:`InvalidEventError`, which
+    is also a :class:`pydantic.ValidationError`. Unknown fields are refused.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    __event_name__: ClassVar[str] = "event"
+    __event_durable__: ClassVar[bool] = True
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, durable: bool | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        event_type = name if name is not None else _snake_case(cls.__name__)
+        if not isinstance(event_type, str) or not _NAME_RE.match(event_type):
+            raise ConfigurationError(
+                f"invalid event name {event_type!r} for {cls.__qualname__}: use 1-200 "
+                "letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+            )
+        if durable is not None and not isinstance(durable, bool):
+            raise ConfigurationError(f"durable= must be True or False, got {durable!r}")
+        cls.__event_name__ = event_type
+        if durable is not None:
+            cls.__event_durable__ = durable
+        _registry[event_type] = cls
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except InvalidEventError:
+            raise
+        except ValidationError as exc:
+            raise InvalidEventError.from_validation(exc) from None
+
+
+def event_name(event_type: type[Event] | Event) -> str:
+    """The wire name of an event class or instance (``"sale_closed"``)."""
+    return event_type.__event_name__
+
+
+def is_durable(event_type: type[Event] | Event) -> bool:
+    """Whether events of this type are critical (durable) or ephemeral."""
+    return event_type.__event_durable__
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every declared event type, by name (a copy)."""
+    return dict(_registry)
+
+
+def resolve_event_type(
+    name: str, preferred: dict[str, type[Event]] | None = None
+) -> type[Event]:
+    """Find the class declared under ``name``; raise :class:`UnknownEventError`."""
+    if preferred and name in preferred:
+        return preferred[name]
+    cls = _registry.get(name)
+    if cls is None:
+        known = set(_registry) | set(preferred or ())
+        raise UnknownEventError(name, sorted(known))
+    return cls

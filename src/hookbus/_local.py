@@ -1,0 +1,385 @@
+"""The in-process backend (``mode="local"``), also the reference for the conformance suite.
+
+Each subscription has a bounded queue (a deque) and one worker task that
+takes envelopes from it in order and awaits the handler. ``publish`` only
+appends to the queues of the event's subscriptions and wakes idle workers:
+no task, lock or future is created per event. A failed delivery is re-queued
+by a timer after its backoff delay, so the subscriber's other events keep
+flowing meanwhile.
+
+What this mode loses: everything still queued or waiting for a retry when the
+process dies, and its dead letters (kept in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from ._backend import Backend
+from ._capabilities import Capabilities
+from ._context import _worker
+from ._dead_letter import DeadLetter
+from ._envelope import Envelope
+from ._exceptions import (
+    ConfigurationError,
+    DeadLetterNotFoundError,
+    DrainTimeoutError,
+    DuplicateSubscriberError,
+)
+from ._ids import new_event_id
+from ._settings import Settings
+from ._subscription import SubscriberStats, Subscription, make_invoker
+
+__all__ = ["LocalBackend"]
+
+logger = logging.getLogger("hookbus")
+
+
+class _Worker:
+    """Delivers one subscription's queue, in order, one event at a time."""
+
+    __slots__ = (
+        "_idle_waiters",
+        "_space_waiters",
+        "_timers",
+        "backend",
+        "current",
+        "dead_lettered",
+        "dropped",
+        "failed",
+        "handled",
+        "invoke",
+        "low_water",
+        "queue",
+        "retried",
+        "retries",
+        "sub",
+        "task",
+        "waiter",
+    )
+
+    def __init__(self, sub: Subscription, backend: LocalBackend) -> None:
+        self.sub = sub
+        self.backend = backend
+        self.invoke = make_invoker(sub, backend.executor)
+        self.queue: deque[Envelope] = deque()
+        self.retries: deque[tuple[Envelope, int]] = deque()
+        self.low_water = max(1, backend.settings.queue_size // 2)
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.current: Envelope | None = None
+        self._space_waiters: list[asyncio.Future[None]] = []
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.handled = self.failed = self.retried = self.dead_lettered = self.dropped = 0
+
+    # -- emit side ---------------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_space(self) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._space_waiters.append(fut)
+        await fut
+
+    # -- worker side ---------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Deliveries not finished: queued, due for retry, or waiting for a retry timer."""
+        return len(self.queue) + len(self.retries) + len(self._timers)
+
+    @property
+    def idle(self) -> bool:
+        return self.waiter is not None and not self.pending
+
+    async def run(self) -> None:
+        queue = self.queue
+        retries = self.retries
+        invoke = self.invoke
+        _worker.set(self)
+        loop = asyncio.get_running_loop()
+        while True:
+            while queue and not retries:
+                envelope = queue.popleft()
+                self.current = envelope
+                try:
+                    await invoke(envelope.event)
+                except Exception as exc:
+                    self._failed(envelope, 1, exc)
+                except asyncio.CancelledError as exc:
+                    if _cancelling():
+                        raise
+                    self._failed(envelope, 1, exc)  # raised by the handler itself
+                else:
+                    self.handled += 1
+                if self._space_waiters and len(queue) <= self.low_water:
+                    _release(self._space_waiters)
+            while retries:
+                envelope, attempt = retries.popleft()
+                self.current = envelope
+                try:
+                    await invoke(envelope.event)
+                except Exception as exc:
+                    self._failed(envelope, attempt, exc)
+                except asyncio.CancelledError as exc:
+                    if _cancelling():
+                        raise
+                    self._failed(envelope, attempt, exc)  # raised by the handler itself
+                else:
+                    self.handled += 1
+            if queue:
+                continue
+            self.current = None
+            if self._space_waiters:
+                _release(self._space_waiters)
+            self.waiter = loop.create_future()
+            if self._idle_waiters and not self._timers:
+                _release(self._idle_waiters)
+            await self.waiter
+
+    def _failed(self, envelope: Envelope, attempt: int, exc: BaseException) -> None:
+        self.failed += 1
+        sub = self.sub
+        if not envelope.durable:
+            logger.warning(
+                "subscriber %s failed on ephemeral event %s %s (not retried): %r",
+                sub.id, envelope.type, envelope.id, exc,
+            )
+            return
+        if attempt >= sub.retry.max_attempts:
+            self.dead_lettered += 1
+            self.backend.add_dead_letter(sub, envelope, attempt, exc)
+            return
+        delay = sub.retry.delay(attempt)
+        logger.info(
+            "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
+            sub.id, envelope.type, envelope.id, attempt, sub.retry.max_attempts, delay, exc,
+        )
+        self.retried += 1
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def due() -> None:
+            assert handle is not None
+            self._timers.discard(handle)
+            self.retries.append((envelope, attempt + 1))
+            self.wake()
+
+        handle = loop.call_later(delay, due)
+        self._timers.add(handle)
+
+    async def wait_idle(self) -> None:
+        if self.idle:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(fut)
+        await fut
+
+    def requeue(self, envelope: Envelope) -> None:
+        self.queue.append(envelope)
+        self.wake()
+
+    async def cancel(self) -> int:
+        """Stop now; return how many deliveries were abandoned."""
+        abandoned = self.pending
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self.queue.clear()
+        self.retries.clear()
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            self.task = None
+        self.waiter = None
+        _release(self._space_waiters)
+        _release(self._idle_waiters)
+        return abandoned
+
+    def stats(self) -> SubscriberStats:
+        return SubscriberStats(
+            subscriber=self.sub.id,
+            event_type=self.sub.event_name,
+            handled=self.handled,
+            failed=self.failed,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            dropped=self.dropped,
+            queued=self.pending,
+        )
+
+
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(None)
+    waiters.clear()
+
+
+class LocalBackend(Backend):
+    """In-process delivery: asynchronous, isolated, ordered per subscriber, retried."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        durable=False,
+        ordered=True,
+        survives_restart=False,
+        multi_process=False,
+        replay=False,
+        persistent_dead_letters=False,
+    )
+
+    def __init__(self, settings: Settings, executor: Callable[[], Executor]) -> None:
+        super().__init__(settings, executor)
+        self._workers: dict[tuple[str, str], _Worker] = {}
+        self._by_type: dict[str, tuple[_Worker, ...]] = {}
+        self._dead: dict[str, DeadLetter] = {}
+        self._running = False
+        self._queue_size = settings.queue_size
+
+    async def start(self) -> None:
+        self._running = True
+        for worker in self._workers.values():
+            self._start_worker(worker)
+
+    def _start_worker(self, worker: _Worker) -> None:
+        if worker.task is None:
+            worker.task = asyncio.get_running_loop().create_task(
+                worker.run(), name=f"hookbus:{worker.sub.id}:{worker.sub.event_name}"
+            )
+
+    async def stop(self, timeout: float) -> None:
+        try:
+            await self.drain(timeout)
+        except DrainTimeoutError:
+            pass
+        self._running = False
+        abandoned = 0
+        for worker in self._workers.values():
+            abandoned += await worker.cancel()
+        if abandoned:
+            logger.warning(
+                "local bus stopped after %.1fs with %d deliveries not done (lost)",
+                timeout, abandoned,
+            )
+
+    def subscribe(self, subscription: Subscription) -> None:
+        key = (subscription.id, subscription.event_name)
+        if key in self._workers:
+            raise DuplicateSubscriberError(
+                f"subscriber {subscription.id!r} is already subscribed to "
+                f"{subscription.event_name!r}; give one of them another name= "
+            )
+        worker = _Worker(subscription, self)
+        self._workers[key] = worker
+        name = subscription.event_name
+        self._by_type[name] = (*self._by_type.get(name, ()), worker)
+        if self._running:
+            self._start_worker(worker)
+
+    def publish(self, envelope: Envelope) -> Awaitable[None] | None:
+        workers = self._by_type.get(envelope.type)
+        if not workers:
+            return None
+        limit = self._queue_size
+        for index, worker in enumerate(workers):
+            queue = worker.queue
+            if len(queue) >= limit:
+                return self._publish_waiting(envelope, workers[index:])
+            queue.append(envelope)
+            if worker.waiter is not None:
+                worker.wake()
+        return None
+
+    async def _publish_waiting(self, envelope: Envelope, workers: tuple[_Worker, ...]) -> None:
+        """The slow path of ``publish``: some queue is full."""
+        limit = self._queue_size
+        for worker in workers:
+            queue = worker.queue
+            if len(queue) >= limit:
+                if not envelope.durable:
+                    worker.dropped += 1
+                    continue
+                # A handler that emits must never wait on a queue that only
+                # its own progress can empty: emits from handlers may overflow.
+                while len(queue) >= limit and _worker.get() is None and worker.task:
+                    await worker.wait_space()
+            queue.append(envelope)
+            if worker.waiter is not None:
+                worker.wake()
+
+    async def drain(self, timeout: float | None) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while busy := [w for w in self._workers.values() if not w.idle and w.task]:
+                    await asyncio.gather(*(w.wait_idle() for w in busy))
+        except TimeoutError:
+            pending = sum(w.pending for w in self._workers.values())
+            raise DrainTimeoutError(
+                f"drain timed out after {timeout}s with {pending} deliveries still pending"
+            ) from None
+
+    def add_dead_letter(
+        self, sub: Subscription, envelope: Envelope, attempts: int, exc: BaseException
+    ) -> None:
+        letter = DeadLetter(
+            id=new_event_id(),
+            subscriber=sub.id,
+            envelope=envelope,
+            attempts=attempts,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            error_message=str(exc),
+            failed_at=datetime.now(UTC),
+        )
+        logger.error(
+            "subscriber %s gave up on %s %s after %d attempts: %r",
+            sub.id, envelope.type, envelope.id, attempts, exc,
+        )
+        self._dead[letter.id] = letter
+        while len(self._dead) > self.settings.max_dead_letters:
+            oldest = next(iter(self._dead))
+            logger.error("dead letter store full: dropping oldest %s", oldest)
+            del self._dead[oldest]
+
+    async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
+        letters = [d for d in self._dead.values() if subscriber in (None, d.subscriber)]
+        return letters if limit is None else letters[:limit]
+
+    async def retry_dead_letter(self, dead_letter_id: str) -> None:
+        letter = self._dead.get(dead_letter_id)
+        if letter is None:
+            raise DeadLetterNotFoundError(f"no dead letter with id {dead_letter_id!r}")
+        worker = self._workers.get((letter.subscriber, letter.event_type))
+        if worker is None:
+            raise ConfigurationError(
+                f"subscriber {letter.subscriber!r} is not subscribed to {letter.event_type!r} "
+                "on this bus; subscribe it before retrying its dead letters"
+            )
+        del self._dead[dead_letter_id]
+        worker.requeue(letter.envelope)
+
+    async def discard_dead_letter(self, dead_letter_id: str) -> None:
+        if self._dead.pop(dead_letter_id, None) is None:
+            raise DeadLetterNotFoundError(f"no dead letter with id {dead_letter_id!r}")
+
+    def statistics(self) -> list[SubscriberStats]:
+        return [w.stats() for w in self._workers.values()]

@@ -1,0 +1,170 @@
+"""Settings: every option in one place, with named defaults, validation and the
+environment variables that feed them.
+
+Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
+
+=============================  ===========================================
+``EVENT_BUS_MODE``             ``local`` (default) or ``redis``
+``HOOKBUS_MODE``               same, used when ``EVENT_BUS_MODE`` is unset
+``HOOKBUS_REDIS_URL``          ``redis://[user:password@]host:port/db`` or ``rediss://``
+``HOOKBUS_MAX_EVENT_SIZE``     bytes, default 1 MiB
+``HOOKBUS_QUEUE_SIZE``         per-subscriber queue bound (local mode)
+``HOOKBUS_MAX_ATTEMPTS``       default attempts before a dead letter
+``HOOKBUS_RETRY_BASE_DELAY``   seconds, first retry delay
+``HOOKBUS_RETRY_MAX_DELAY``    seconds, longest retry delay
+``HOOKBUS_STOP_TIMEOUT``       seconds granted to in-flight handlers on stop
+``HOOKBUS_SOURCE``             CloudEvents ``source`` of emitted events
+=============================  ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, TypedDict
+from urllib.parse import urlsplit
+
+from ._exceptions import ConfigurationError
+from ._retry import RetryPolicy
+
+__all__ = ["MODES", "Settings", "SettingsOptions"]
+
+Mode = Literal["local", "redis"]
+MODES: tuple[str, ...] = ("local", "redis")
+
+DEFAULT_MODE: Mode = "local"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_MAX_EVENT_SIZE = 1024 * 1024
+DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_MAX_DEAD_LETTERS = 10_000
+DEFAULT_SOURCE = "hookbus"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class SettingsOptions(TypedDict, total=False):
+    """Keyword options accepted by ``EventBus(...)``; each maps to a :class:`Settings` field."""
+
+    max_event_size: int
+    queue_size: int
+    retry: RetryPolicy
+    stop_timeout: float
+    max_dead_letters: int
+    sync_workers: int | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration of an :class:`~hookbus.EventBus`.
+
+    Build it directly, from the environment with :meth:`from_env`, or let
+    ``EventBus()`` do the latter. Invalid values raise
+    :class:`~hookbus.ConfigurationError` naming what is accepted.
+    """
+
+    mode: Mode = DEFAULT_MODE
+    redis_url: str = DEFAULT_REDIS_URL
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
+    sync_workers: int | None = None
+    source: str = DEFAULT_SOURCE
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigurationError(
+                f"unknown event bus mode {self.mode!r}; accepted: {', '.join(MODES)} "
+                "(EVENT_BUS_MODE / HOOKBUS_MODE)"
+            )
+        _check_redis_url(self.redis_url)
+        for name in ("max_event_size", "queue_size", "max_dead_letters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.stop_timeout < 0:
+            raise ConfigurationError(f"stop_timeout must be >= 0, got {self.stop_timeout!r}")
+        if self.sync_workers is not None and self.sync_workers < 1:
+            raise ConfigurationError(f"sync_workers must be >= 1, got {self.sync_workers!r}")
+        if not self.source:
+            raise ConfigurationError("source must be a non-empty string")
+
+    def with_options(self, **options: Any) -> Settings:
+        """A copy with some fields replaced; unknown names raise ConfigurationError."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+            )
+        return replace(self, **options)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables (see the module docs), defaults elsewhere."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        mode = env.get("EVENT_BUS_MODE") or env.get("HOOKBUS_MODE")
+        if mode:
+            values["mode"] = mode.strip().lower()
+        if url := env.get("HOOKBUS_REDIS_URL"):
+            values["redis_url"] = url
+        if source := env.get("HOOKBUS_SOURCE"):
+            values["source"] = source
+        for name, var, kind in (
+            ("max_event_size", "HOOKBUS_MAX_EVENT_SIZE", int),
+            ("queue_size", "HOOKBUS_QUEUE_SIZE", int),
+            ("stop_timeout", "HOOKBUS_STOP_TIMEOUT", float),
+        ):
+            if var in env:
+                values[name] = _parse(var, env[var], kind)
+        retry: dict[str, Any] = {}
+        for name, var, kind in (
+            ("max_attempts", "HOOKBUS_MAX_ATTEMPTS", int),
+            ("base_delay", "HOOKBUS_RETRY_BASE_DELAY", float),
+            ("max_delay", "HOOKBUS_RETRY_MAX_DELAY", float),
+        ):
+            if var in env:
+                retry[name] = _parse(var, env[var], kind)
+        if retry:
+            values["retry"] = RetryPolicy(**retry)
+        return cls(**values)
+
+
+def _parse(var: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def _check_redis_url(url: str) -> None:
+    expected = (
+        "expected redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
+        "or unix:///path/to/socket"
+    )
+    if not isinstance(url, str):
+        raise ConfigurationError(f"redis_url must be a string; {expected}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {url!r} ({exc}); {expected}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: bad scheme; {expected}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"invalid Redis URL {url!r}: no socket path; {expected}")
+        return
+    if not parts.hostname:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: no host; {expected}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: bad port; {expected}")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ConfigurationError(
+            f"invalid Redis URL {url!r}: database must be a number; {expected}"
+        )
