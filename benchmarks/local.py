@@ -29,7 +29,7 @@ from hookbus import Event, EventBus
 SUBSCRIBERS = 3
 
 
-class SaleClosed(Event):
+class SaleClosed(Event, name="bench.sale_closed"):
     session_id: int
     total: Decimal
 

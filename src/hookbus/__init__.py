@@ -7,7 +7,7 @@ in-process (``local`` mode, the default) or over Redis (``redis`` mode).
 
 from ._bus import EventBus
 from ._capabilities import Capabilities
-from ._context import current_envelope
+from ._context import Delivery, current_delivery, current_envelope
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope, decode_envelope
 from ._event import Event, event_name, event_types, is_durable
@@ -37,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "DeadLetterNotFoundError",
+    "Delivery",
     "DrainTimeoutError",
     "DuplicateSubscriberError",
     "Envelope",
@@ -52,6 +53,7 @@ __all__ = [
     "Subscription",
     "UnknownEventError",
     "__version__",
+    "current_delivery",
     "current_envelope",
     "decode_envelope",
     "event_name",

@@ -144,7 +144,11 @@ class EventBus:
 
         def decorator(handler: F) -> F:
             self.subscribe(
-                event_type, handler, name=name, max_attempts=max_attempts, retry=retry,
+                event_type,
+                handler,
+                name=name,
+                max_attempts=max_attempts,
+                retry=retry,
                 timeout=timeout,
             )
             return handler
@@ -172,9 +176,7 @@ class EventBus:
             raise TypeError(f"handler must be callable, got {handler!r}")
         policy = retry if retry is not None else self._settings.retry
         if max_attempts is not None:
-            policy = RetryPolicy(
-                max_attempts, policy.base_delay, policy.max_delay, policy.jitter
-            )
+            policy = RetryPolicy(max_attempts, policy.base_delay, policy.max_delay, policy.jitter)
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
         subscription = Subscription(
@@ -258,17 +260,17 @@ class EventBus:
         :class:`EventTooLargeError`, :class:`BusClosedError` (bus not running)
         and, in redis mode, :class:`BusUnavailableError`.
         """
-        if type(event) not in self._emittable:
-            event = self._coerce(event, fields)
-        elif fields:
-            raise TypeError("emit() takes field values only with an event name, not an instance")
+        if type(event) in self._emittable and not fields:
+            accepted: Event = event  # type: ignore[assignment]  # class vetted on first emit
+        else:
+            accepted = self._coerce(event, fields)
         if not self._accepting:
             raise BusClosedError(_closed_message(self._state))
         worker = _worker.get()
         if worker is None:
-            envelope = Envelope(new_event_id(), event, self._source)
+            envelope = Envelope(new_event_id(), accepted, self._source)
         else:
-            envelope = _child_envelope(event, self._source, worker.current)
+            envelope = _child_envelope(accepted, self._source, worker.current)
         envelope.check_size(self._max_size)
         pending = self._publish(envelope)
         if pending is not None:
@@ -320,7 +322,8 @@ class EventBus:
         return self._backend.statistics()
 
     def __repr__(self) -> str:
-        return f"<EventBus mode={self.mode} {self._state.value} subscriptions={len(self._subscriptions)}>"
+        state = self._state.value
+        return f"<EventBus mode={self.mode} {state} subscriptions={len(self._subscriptions)}>"
 
 
 def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envelope:
@@ -331,9 +334,9 @@ def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envel
         new_event_id(),
         event,
         source,
-        parent.correlation_id or parent.id,
-        parent.id,
-        parent.traceparent,
+        correlation_id=parent.correlation_id or parent.id,
+        causation_id=parent.id,
+        traceparent=parent.traceparent,
     )
 
 

@@ -11,18 +11,35 @@ capture the envelope before spawning if the task needs it.
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
+    from ._subscription import Subscription
 
-__all__ = ["Delivering", "current_envelope"]
+__all__ = ["Delivering", "Delivery", "current_delivery", "current_envelope"]
 
 
 class Delivering(Protocol):
     """What a delivery worker exposes to the code it runs."""
 
     current: Envelope | None
+    attempt: int
+    sub: Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery of one event to one subscriber: what a handler may want to know."""
+
+    envelope: Envelope
+    #: The subscriber id.
+    subscriber: str
+    #: 1 for the first try, 2 for the first retry, ...
+    attempt: int
+    #: The subscription's ``max_attempts``: on the last attempt ``attempt == max_attempts``.
+    max_attempts: int
 
 
 _worker: ContextVar[Delivering | None] = ContextVar("hookbus_worker", default=None)
@@ -37,3 +54,12 @@ def current_envelope() -> Envelope | None:
     """
     worker = _worker.get()
     return None if worker is None else worker.current
+
+
+def current_delivery() -> Delivery | None:
+    """The delivery the calling handler is processing (envelope, subscriber, attempt), else None."""
+    worker = _worker.get()
+    if worker is None or worker.current is None:
+        return None
+    sub = worker.sub
+    return Delivery(worker.current, sub.id, worker.attempt, sub.retry.max_attempts)

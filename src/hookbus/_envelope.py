@@ -60,6 +60,7 @@ class Envelope:
         id: str,
         event: Event,
         source: str,
+        *,
         correlation_id: str | None = None,
         causation_id: str | None = None,
         traceparent: str | None = None,
@@ -171,7 +172,11 @@ def _scalar_kind(annotation: Any) -> str | None:
     if origin is Annotated:
         return _scalar_kind(get_args(annotation)[0])
     if origin is Literal:
-        return "scalar" if all(not isinstance(a, str) or len(a) < 48 for a in get_args(annotation)) else None
+        return (
+            "scalar"
+            if all(not isinstance(a, str) or len(a) < 48 for a in get_args(annotation))
+            else None
+        )
     if origin in (Union, UnionType):
         kinds = {_scalar_kind(arg) for arg in get_args(annotation)}
         if None in kinds:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, ClassVar
 
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
 
 __all__ = ["Event", "event_name", "event_types", "is_durable", "resolve_event_type"]
+
+logger = logging.getLogger("hookbus")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -64,6 +67,20 @@ class Event(BaseModel):
         cls.__event_name__ = event_type
         if durable is not None:
             cls.__event_durable__ = durable
+        previous = _registry.get(event_type)
+        if previous is not None and (previous.__module__, previous.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            logger.warning(
+                "event name %r of %s.%s replaces %s.%s in the registry; emit by name on a bus "
+                "that did not subscribe or register either class resolves to the newer one",
+                event_type,
+                cls.__module__,
+                cls.__qualname__,
+                previous.__module__,
+                previous.__qualname__,
+            )
         _registry[event_type] = cls
 
     def __init__(self, /, **data: Any) -> None:
@@ -90,9 +107,7 @@ def event_types() -> dict[str, type[Event]]:
     return dict(_registry)
 
 
-def resolve_event_type(
-    name: str, preferred: dict[str, type[Event]] | None = None
-) -> type[Event]:
+def resolve_event_type(name: str, preferred: dict[str, type[Event]] | None = None) -> type[Event]:
     """Find the class declared under ``name``; raise :class:`UnknownEventError`."""
     if preferred and name in preferred:
         return preferred[name]

@@ -69,7 +69,7 @@ class UnknownEventError(HookbusError, LookupError):
         super().__init__(f"unknown event type {name!r}.{hint} Declared event types: {listed}.")
 
 
-class InvalidEventError(ValidationError, HookbusError):  # type: ignore[misc]
+class InvalidEventError(ValidationError, HookbusError):
     """The event payload failed validation; nothing was delivered.
 
     It is a :class:`pydantic.ValidationError` too: ``errors()`` lists each

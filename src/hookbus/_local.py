@@ -14,6 +14,7 @@ process dies, and its dead letters (kept in memory).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ class _Worker:
         "_idle_waiters",
         "_space_waiters",
         "_timers",
+        "attempt",
         "backend",
         "current",
         "dead_lettered",
@@ -74,6 +76,7 @@ class _Worker:
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.current: Envelope | None = None
+        self.attempt = 1
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
@@ -97,8 +100,9 @@ class _Worker:
 
     @property
     def pending(self) -> int:
-        """Deliveries not finished: queued, due for retry, or waiting for a retry timer."""
-        return len(self.queue) + len(self.retries) + len(self._timers)
+        """Deliveries not finished: in the handler, queued, or waiting for a retry."""
+        in_flight = 0 if self.current is None else 1
+        return len(self.queue) + len(self.retries) + len(self._timers) + in_flight
 
     @property
     def idle(self) -> bool:
@@ -126,19 +130,9 @@ class _Worker:
                     self.handled += 1
                 if self._space_waiters and len(queue) <= self.low_water:
                     _release(self._space_waiters)
-            while retries:
-                envelope, attempt = retries.popleft()
-                self.current = envelope
-                try:
-                    await invoke(envelope.event)
-                except Exception as exc:
-                    self._failed(envelope, attempt, exc)
-                except asyncio.CancelledError as exc:
-                    if _cancelling():
-                        raise
-                    self._failed(envelope, attempt, exc)  # raised by the handler itself
-                else:
-                    self.handled += 1
+            if retries:
+                await self._run_retries()
+            self.attempt = 1
             if queue:
                 continue
             self.current = None
@@ -149,13 +143,34 @@ class _Worker:
                 _release(self._idle_waiters)
             await self.waiter
 
+    async def _run_retries(self) -> None:
+        retries = self.retries
+        invoke = self.invoke
+        while retries:
+            envelope, attempt = retries.popleft()
+            self.current = envelope
+            self.attempt = attempt
+            try:
+                await invoke(envelope.event)
+            except Exception as exc:
+                self._failed(envelope, attempt, exc)
+            except asyncio.CancelledError as exc:
+                if _cancelling():
+                    raise
+                self._failed(envelope, attempt, exc)
+            else:
+                self.handled += 1
+
     def _failed(self, envelope: Envelope, attempt: int, exc: BaseException) -> None:
         self.failed += 1
         sub = self.sub
         if not envelope.durable:
             logger.warning(
                 "subscriber %s failed on ephemeral event %s %s (not retried): %r",
-                sub.id, envelope.type, envelope.id, exc,
+                sub.id,
+                envelope.type,
+                envelope.id,
+                exc,
             )
             return
         if attempt >= sub.retry.max_attempts:
@@ -165,7 +180,13 @@ class _Worker:
         delay = sub.retry.delay(attempt)
         logger.info(
             "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
-            sub.id, envelope.type, envelope.id, attempt, sub.retry.max_attempts, delay, exc,
+            sub.id,
+            envelope.type,
+            envelope.id,
+            attempt,
+            sub.retry.max_attempts,
+            delay,
+            exc,
         )
         self.retried += 1
         loop = asyncio.get_running_loop()
@@ -201,10 +222,8 @@ class _Worker:
         self.retries.clear()
         if self.task is not None:
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            except asyncio.CancelledError:
-                pass
             self.task = None
         self.waiter = None
         _release(self._space_waiters)
@@ -268,10 +287,8 @@ class LocalBackend(Backend):
             )
 
     async def stop(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(DrainTimeoutError):
             await self.drain(timeout)
-        except DrainTimeoutError:
-            pass
         self._running = False
         abandoned = 0
         for worker in self._workers.values():
@@ -279,7 +296,8 @@ class LocalBackend(Backend):
         if abandoned:
             logger.warning(
                 "local bus stopped after %.1fs with %d deliveries not done (lost)",
-                timeout, abandoned,
+                timeout,
+                abandoned,
             )
 
     def subscribe(self, subscription: Subscription) -> None:
@@ -352,7 +370,11 @@ class LocalBackend(Backend):
         )
         logger.error(
             "subscriber %s gave up on %s %s after %d attempts: %r",
-            sub.id, envelope.type, envelope.id, attempts, exc,
+            sub.id,
+            envelope.type,
+            envelope.id,
+            attempts,
+            exc,
         )
         self._dead[letter.id] = letter
         while len(self._dead) > self.settings.max_dead_letters:

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_RETRY_BASE_DELAY", "DEFAULT_RETRY_MAX_DELAY", "RetryPolicy"]
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_RETRY_BASE_DELAY",
+    "DEFAULT_RETRY_MAX_DELAY",
+    "RetryPolicy",
+]
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_BASE_DELAY = 0.1
@@ -43,5 +48,5 @@ class RetryPolicy:
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before the next try, after ``failures`` failed tries."""
-        raw = min(self.max_delay, self.base_delay * (2 ** min(failures - 1, 62)))
+        raw = min(self.max_delay, self.base_delay * float(1 << min(failures - 1, 62)))
         return raw * (1.0 - self.jitter * random.random())

@@ -101,11 +101,7 @@ def make_invoker(sub: Subscription, executor: Callable[[], Executor]) -> Invoker
     plain functions run in the bus's thread pool with the caller's context;
     a ``timeout`` wraps either.
     """
-    invoke: Invoker
-    if sub.is_async:
-        invoke = sub.handler
-    else:
-        invoke = _threaded(sub.handler, executor)
+    invoke: Invoker = sub.handler if sub.is_async else _threaded(sub.handler, executor)
     if sub.timeout is not None:
         invoke = _with_timeout(invoke, sub.timeout)
     return invoke
