@@ -15,7 +15,7 @@ from ._backends import create_backend
 from ._capabilities import Capabilities
 from ._context import _worker
 from ._dead_letter import DeadLetter
-from ._envelope import Envelope
+from ._envelope import Envelope, size_may_exceed
 from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
 from ._ids import new_event_id
@@ -79,7 +79,9 @@ class EventBus:
         self._types: dict[str, type[Event]] = {}
         self._state = _State.NEW
         self._accepting = False
-        self._emittable: set[type[Event]] = set()
+        # Event classes already vetted, and whether their size must be checked
+        # on each emit (False when every field is fixed-size and fits).
+        self._emittable: dict[type, bool] = {}
         self._publish = self._backend.publish
         self._max_size = self._settings.max_event_size
         self._source = self._settings.source
@@ -260,10 +262,12 @@ class EventBus:
         :class:`EventTooLargeError`, :class:`BusClosedError` (bus not running)
         and, in redis mode, :class:`BusUnavailableError`.
         """
-        if type(event) in self._emittable and not fields:
-            accepted: Event = event  # type: ignore[assignment]  # class vetted on first emit
-        else:
+        measure = self._emittable.get(type(event))
+        if measure is None or fields:
             accepted = self._coerce(event, fields)
+            measure = self._emittable[type(accepted)]
+        else:
+            accepted = event  # type: ignore[assignment]  # class vetted on first emit
         if not self._accepting:
             raise BusClosedError(_closed_message(self._state))
         worker = _worker.get()
@@ -271,7 +275,8 @@ class EventBus:
             envelope = Envelope(new_event_id(), accepted, self._source)
         else:
             envelope = _child_envelope(accepted, self._source, worker.current)
-        envelope.check_size(self._max_size)
+        if measure:
+            envelope.check_size(self._max_size)
         pending = self._publish(envelope)
         if pending is not None:
             await pending
@@ -280,12 +285,14 @@ class EventBus:
     def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
         """Build the event of an emit by name; vet an instance of a class not seen yet."""
         if isinstance(event, str):
-            return resolve_event_type(event, self._types)(**fields)
-        if not isinstance(event, Event):
+            event = resolve_event_type(event, self._types)(**fields)
+        elif not isinstance(event, Event):
             raise TypeError(f"emit() needs an Event instance or an event name, got {event!r}")
-        if fields:
+        elif fields:
             raise TypeError("emit() takes field values only with an event name, not an instance")
-        self._emittable.add(type(event))
+        cls = type(event)
+        if cls not in self._emittable:
+            self._emittable[cls] = size_may_exceed(cls, self._max_size)
         return event
 
     # -- observing and repairing ----------------------------------------------

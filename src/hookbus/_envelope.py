@@ -150,6 +150,12 @@ _SCALAR_ALLOWANCE = 64  # bytes for any non-string scalar, key included
 _plans: dict[type[Event], tuple[int, tuple[str, ...]] | None] = {}
 
 
+def size_may_exceed(cls: type[Event], limit: int) -> bool:
+    """False when no instance of ``cls`` can encode above ``limit`` bytes (no check needed)."""
+    plan = _size_plan(cls)
+    return plan is None or bool(plan[1]) or plan[0] > limit
+
+
 def _size_plan(cls: type[Event]) -> tuple[int, tuple[str, ...]] | None:
     """(fixed bytes, string fields) for an all-scalar event class, else None (cached)."""
     try:
