@@ -15,12 +15,13 @@ from ._backends import create_backend
 from ._capabilities import Capabilities
 from ._context import _worker
 from ._dead_letter import DeadLetter
-from ._envelope import Envelope, size_may_exceed
+from ._envelope import Envelope
 from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
 from ._ids import new_event_id
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
+from ._size import SizePlan, check_size, needs_check, size_plan
 from ._subscription import (
     SubscriberStats,
     Subscription,
@@ -66,22 +67,24 @@ class EventBus:
         settings: Settings | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
-        base = settings if settings is not None else Settings.from_env()
         overrides: dict[str, Any] = dict(options)
         if mode is not None:
             overrides["mode"] = mode
         if redis_url is not None:
             overrides["redis_url"] = redis_url
-        self._settings = base.with_options(**overrides) if overrides else base
+        if settings is None:
+            self._settings = Settings.from_env(**overrides)
+        else:
+            self._settings = settings.with_options(**overrides) if overrides else settings
         self._executor: ThreadPoolExecutor | None = None
         self._backend: Backend = create_backend(self._settings, self._get_executor)
         self._subscriptions: list[Subscription] = []
         self._types: dict[str, type[Event]] = {}
         self._state = _State.NEW
         self._accepting = False
-        # Event classes already vetted, and whether their size must be checked
-        # on each emit (False when every field is fixed-size and fits).
-        self._emittable: dict[type, bool] = {}
+        # Event classes already vetted -> their size plan, or None when no
+        # instance can exceed the limit (every field fixed-size, and it fits).
+        self._emittable: dict[type, SizePlan | None] = {}
         self._publish = self._backend.publish
         self._max_size = self._settings.max_event_size
         self._source = self._settings.source
@@ -262,21 +265,18 @@ class EventBus:
         :class:`EventTooLargeError`, :class:`BusClosedError` (bus not running)
         and, in redis mode, :class:`BusUnavailableError`.
         """
-        measure = self._emittable.get(type(event))
-        if measure is None or fields:
-            accepted = self._coerce(event, fields)
-            measure = self._emittable[type(accepted)]
-        else:
-            accepted = event  # type: ignore[assignment]  # class vetted on first emit
+        if fields or type(event) not in self._emittable:
+            event = self._coerce(event, fields)
+        plan = self._emittable[type(event)]
         if not self._accepting:
             raise BusClosedError(_closed_message(self._state))
         worker = _worker.get()
         if worker is None:
-            envelope = Envelope(new_event_id(), accepted, self._source)
+            envelope = Envelope(new_event_id(), event, self._source)  # type: ignore[arg-type]
         else:
-            envelope = _child_envelope(accepted, self._source, worker.current)
-        if measure:
-            envelope.check_size(self._max_size)
+            envelope = _child_envelope(event, self._source, worker.current)  # type: ignore[arg-type]
+        if plan is not None:
+            check_size(envelope, self._max_size, plan)
         pending = self._publish(envelope)
         if pending is not None:
             await pending
@@ -292,7 +292,7 @@ class EventBus:
             raise TypeError("emit() takes field values only with an event name, not an instance")
         cls = type(event)
         if cls not in self._emittable:
-            self._emittable[cls] = size_may_exceed(cls, self._max_size)
+            self._emittable[cls] = size_plan(cls) if needs_check(cls, self._max_size) else None
         return event
 
     # -- observing and repairing ----------------------------------------------

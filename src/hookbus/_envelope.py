@@ -12,26 +12,21 @@ JSON only, never pickle, so programs in any language can read and write it.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
-from datetime import time as dt_time
-from decimal import Decimal
-from enum import Enum
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from uuid import UUID
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
 from ._event import Event, resolve_event_type
-from ._exceptions import EventTooLargeError, InvalidEnvelopeError, UnknownEventError
+from ._exceptions import InvalidEnvelopeError, UnknownEventError
 from ._ids import id_time
+from ._size import check_size, size_plan
 
 __all__ = ["Envelope", "decode_envelope"]
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 _REQUIRED = ("specversion", "id", "source", "type")
-_ENVELOPE_OVERHEAD = 512  # attribute names, quotes, ids, time, extensions
 
 
 class Envelope:
@@ -121,83 +116,9 @@ class Envelope:
     def check_size(self, limit: int) -> None:
         """Raise :class:`EventTooLargeError` if the encoding exceeds ``limit`` bytes.
 
-        Events whose fields are all scalars (str, numbers, bool, dates, UUID,
-        enums, optionals of those) are bounded without being encoded: six
-        bytes per string character (the worst JSON escape) plus a fixed
-        allowance per other field, numbers counting as 64 bytes. Only when
-        that bound is above the limit, or for events with containers or
-        nested models, is the event encoded and measured (and the encoding
-        kept for transports that need it).
+        Most events are bounded without being encoded (see :mod:`hookbus._size`).
         """
-        event = self.event
-        plan = _size_plan(type(event))
-        if plan is not None:
-            bound, strings = plan
-            if strings:
-                values = event.__dict__
-                for name in strings:
-                    value = values[name]
-                    bound += 6 * len(value) if isinstance(value, str) else _SCALAR_ALLOWANCE
-            if bound <= limit:
-                return
-        size = len(self.encode())
-        if size > limit:
-            raise EventTooLargeError(self.type, size, limit)
-
-
-_SCALARS = (int, float, bool, Decimal, datetime, date, dt_time, UUID, type(None))
-_SCALAR_ALLOWANCE = 64  # bytes for any non-string scalar, key included
-_plans: dict[type[Event], tuple[int, tuple[str, ...]] | None] = {}
-
-
-def size_may_exceed(cls: type[Event], limit: int) -> bool:
-    """False when no instance of ``cls`` can encode above ``limit`` bytes (no check needed)."""
-    plan = _size_plan(cls)
-    return plan is None or bool(plan[1]) or plan[0] > limit
-
-
-def _size_plan(cls: type[Event]) -> tuple[int, tuple[str, ...]] | None:
-    """(fixed bytes, string fields) for an all-scalar event class, else None (cached)."""
-    try:
-        return _plans[cls]
-    except KeyError:
-        pass
-    kinds = {name: _scalar_kind(f.annotation) for name, f in cls.model_fields.items()}
-    plan: tuple[int, tuple[str, ...]] | None = None
-    if all(kinds.values()):
-        fixed = _ENVELOPE_OVERHEAD + sum(len(name) + 8 for name in kinds)
-        fixed += _SCALAR_ALLOWANCE * sum(1 for kind in kinds.values() if kind == "scalar")
-        plan = (fixed, tuple(name for name, kind in kinds.items() if kind == "str"))
-    _plans[cls] = plan
-    return plan
-
-
-def _scalar_kind(annotation: Any) -> str | None:
-    """``"str"`` for text, ``"scalar"`` for other bounded scalars, None otherwise."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _scalar_kind(get_args(annotation)[0])
-    if origin is Literal:
-        return (
-            "scalar"
-            if all(not isinstance(a, str) or len(a) < 48 for a in get_args(annotation))
-            else None
-        )
-    if origin in (Union, UnionType):
-        kinds = {_scalar_kind(arg) for arg in get_args(annotation)}
-        if None in kinds:
-            return None
-        return "str" if "str" in kinds else "scalar"
-    if annotation is None:
-        return "scalar"
-    if not isinstance(annotation, type):
-        return None
-    if issubclass(annotation, str):
-        # A str-valued enum member is a str; len() bounds it like any string.
-        return "str"
-    if issubclass(annotation, Enum):
-        return "scalar" if issubclass(annotation, int) else None
-    return "scalar" if annotation in _SCALARS else None
+        check_size(self, limit, size_plan(type(self.event)))
 
 
 def decode_envelope(raw: bytes | str, known: dict[str, type[Event]] | None = None) -> Envelope:

@@ -44,10 +44,11 @@ class Event(BaseModel):
     stored in a stream; ephemeral ones go only to the subscribers present.
 
     Building an event with bad fields raises :class:`InvalidEventError`, which
-    is also a :class:`pydantic.ValidationError`. Unknown fields are refused.
+    is also a :class:`pydantic.ValidationError`. Unknown fields are refused,
+    and so are infinite and NaN floats, which JSON cannot carry.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     __event_name__: ClassVar[str] = "event"
     __event_durable__: ClassVar[bool] = True

@@ -41,6 +41,8 @@ __all__ = ["LocalBackend"]
 
 logger = logging.getLogger("hookbus")
 
+_BATCH = 256  # queued deliveries run between two looks at the retries due
+
 
 class _Worker:
     """Delivers one subscription's queue, in order, one event at a time."""
@@ -115,25 +117,27 @@ class _Worker:
         _worker.set(self)
         loop = asyncio.get_running_loop()
         while True:
-            while queue and not retries:
-                envelope = queue.popleft()
-                self.current = envelope
-                try:
-                    await invoke(envelope.event)
-                except Exception as exc:
-                    self._failed(envelope, 1, exc)
-                except asyncio.CancelledError as exc:
-                    if _cancelling():
-                        raise
-                    self._failed(envelope, 1, exc)  # raised by the handler itself
-                else:
-                    self.handled += 1
-                if self._space_waiters and len(queue) <= self.low_water:
-                    _release(self._space_waiters)
+            while queue:
+                # A batch at a time: retries that came due meanwhile go next.
+                for _ in range(min(len(queue), _BATCH)):
+                    envelope = queue.popleft()
+                    self.current = envelope
+                    try:
+                        await invoke(envelope.event)
+                    except Exception as exc:
+                        self._failed(envelope, 1, exc)
+                    except asyncio.CancelledError as exc:
+                        if _cancelling():
+                            raise
+                        self._failed(envelope, 1, exc)  # raised by the handler itself
+                    else:
+                        self.handled += 1
+                    if self._space_waiters and len(queue) <= self.low_water:
+                        _release(self._space_waiters)
+                if retries:
+                    await self._run_retries()
             if retries:
                 await self._run_retries()
-            self.attempt = 1
-            if queue:
                 continue
             self.current = None
             if self._space_waiters:
@@ -160,6 +164,7 @@ class _Worker:
                 self._failed(envelope, attempt, exc)
             else:
                 self.handled += 1
+        self.attempt = 1
 
     def _failed(self, envelope: Envelope, attempt: int, exc: BaseException) -> None:
         self.failed += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_BASE_DELAY = 0.1
 DEFAULT_RETRY_MAX_DELAY = 30.0
 DEFAULT_RETRY_JITTER = 0.5
+
+
+def _finite_non_negative(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,11 @@ class RetryPolicy:
             raise ConfigurationError(
                 f"max_attempts must be an integer >= 1, got {self.max_attempts!r}"
             )
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ConfigurationError("retry delays must be >= 0 seconds")
+        if not (_finite_non_negative(self.base_delay) and _finite_non_negative(self.max_delay)):
+            raise ConfigurationError(
+                f"retry delays must be finite numbers >= 0 seconds, got base_delay="
+                f"{self.base_delay!r}, max_delay={self.max_delay!r}"
+            )
         if not 0 <= self.jitter <= 1:
             raise ConfigurationError(f"jitter must be between 0 and 1, got {self.jitter!r}")
 

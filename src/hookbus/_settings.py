@@ -19,6 +19,7 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -85,8 +86,14 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.stop_timeout < 0:
-            raise ConfigurationError(f"stop_timeout must be >= 0, got {self.stop_timeout!r}")
+        if not (
+            isinstance(self.stop_timeout, int | float)
+            and math.isfinite(self.stop_timeout)
+            and self.stop_timeout >= 0
+        ):
+            raise ConfigurationError(
+                f"stop_timeout must be a finite number >= 0 seconds, got {self.stop_timeout!r}"
+            )
         if self.sync_workers is not None and self.sync_workers < 1:
             raise ConfigurationError(f"sync_workers must be >= 1, got {self.sync_workers!r}")
         if not self.source:
@@ -103,9 +110,21 @@ class Settings:
         return replace(self, **options)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from environment variables (see the module docs), defaults elsewhere."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from environment variables (see the module docs), defaults elsewhere.
+
+        ``overrides`` (field names) win over the environment, whose variables
+        for those fields are then not even read: an explicit
+        ``EventBus(mode="local")`` works whatever ``EVENT_BUS_MODE`` says.
+        """
         env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
+            )
+        env = {k: v for k, v in env.items() if _VARIABLES.get(k) not in overrides}
         values: dict[str, Any] = {}
         mode = env.get("EVENT_BUS_MODE") or env.get("HOOKBUS_MODE")
         if mode:
@@ -131,7 +150,23 @@ class Settings:
                 retry[name] = _parse(var, env[var], kind)
         if retry:
             values["retry"] = RetryPolicy(**retry)
+        values.update(overrides)
         return cls(**values)
+
+
+# environment variable -> the field it sets
+_VARIABLES = {
+    "EVENT_BUS_MODE": "mode",
+    "HOOKBUS_MODE": "mode",
+    "HOOKBUS_REDIS_URL": "redis_url",
+    "HOOKBUS_SOURCE": "source",
+    "HOOKBUS_MAX_EVENT_SIZE": "max_event_size",
+    "HOOKBUS_QUEUE_SIZE": "queue_size",
+    "HOOKBUS_STOP_TIMEOUT": "stop_timeout",
+    "HOOKBUS_MAX_ATTEMPTS": "retry",
+    "HOOKBUS_RETRY_BASE_DELAY": "retry",
+    "HOOKBUS_RETRY_MAX_DELAY": "retry",
+}
 
 
 def _parse(var: str, raw: str, kind: type[int] | type[float]) -> int | float:
