@@ -1,4 +1,4 @@
-"""Dead letters: deliveries that used up their attempts."""
+"""Dead letters: deliveries that used up their attempts, or entries that could not be read."""
 
 from __future__ import annotations
 
@@ -13,32 +13,28 @@ __all__ = ["DeadLetter"]
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One event that one subscriber failed to handle ``attempts`` times.
+    """One event that one subscriber could not handle.
 
-    ``id`` identifies the dead letter itself (pass it, or the object, to
-    ``bus.retry_dead_letter`` / ``bus.discard_dead_letter``). The other
-    subscribers of the same event are unaffected.
+    Either the handler failed ``attempts`` times, or (redis mode) the stored
+    entry was not a valid hookbus envelope: then ``envelope`` is ``None``,
+    ``error_type`` is ``"hookbus.InvalidEnvelopeError"`` and ``payload`` holds
+    the raw bytes. ``id`` identifies the dead letter itself: pass it, or the
+    object, to ``bus.retry_dead_letter`` / ``bus.discard_dead_letter``. The
+    other subscribers of the same event are unaffected.
     """
 
     id: str
     subscriber: str
-    envelope: Envelope
+    event_type: str
+    event_id: str
+    envelope: Envelope | None
     attempts: int
     error_type: str
     error_message: str
     failed_at: datetime
+    payload: bytes | None = None
 
     @property
-    def event(self) -> Event:
-        """The event that could not be handled."""
-        return self.envelope.event
-
-    @property
-    def event_id(self) -> str:
-        """Id of the event (as returned by ``emit``)."""
-        return self.envelope.id
-
-    @property
-    def event_type(self) -> str:
-        """Name of the event type."""
-        return self.envelope.type
+    def event(self) -> Event | None:
+        """The event that could not be handled (``None`` if it could not be decoded)."""
+        return None if self.envelope is None else self.envelope.event

@@ -367,6 +367,8 @@ class LocalBackend(Backend):
         letter = DeadLetter(
             id=new_event_id(),
             subscriber=sub.id,
+            event_type=envelope.type,
+            event_id=envelope.id,
             envelope=envelope,
             attempts=attempts,
             error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
@@ -401,6 +403,8 @@ class LocalBackend(Backend):
                 f"subscriber {letter.subscriber!r} is not subscribed to {letter.event_type!r} "
                 "on this bus; subscribe it before retrying its dead letters"
             )
+        if letter.envelope is None:  # pragma: no cover - local dead letters always have one
+            raise ConfigurationError(f"dead letter {dead_letter_id!r} has no event to retry")
         del self._dead[dead_letter_id]
         worker.requeue(letter.envelope)
 

@@ -15,6 +15,9 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 ``HOOKBUS_STOP_TIMEOUT``       seconds granted to in-flight handlers on stop
 ``HOOKBUS_SOURCE``             CloudEvents ``source`` of emitted events
 =============================  ===========================================
+
+The redis mode's own options (``HOOKBUS_REDIS_PREFIX`` ...) are listed in
+:mod:`hookbus._redis_options`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
+from ._redis_options import RedisOptions
 from ._retry import RetryPolicy
 
 __all__ = ["MODES", "Settings", "SettingsOptions"]
@@ -54,6 +58,7 @@ class SettingsOptions(TypedDict, total=False):
     max_dead_letters: int
     sync_workers: int | None
     source: str
+    redis: RedisOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,7 @@ class Settings:
     max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
     sync_workers: int | None = None
     source: str = DEFAULT_SOURCE
+    redis: RedisOptions = field(default_factory=RedisOptions)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -150,6 +156,8 @@ class Settings:
                 retry[name] = _parse(var, env[var], kind)
         if retry:
             values["retry"] = RetryPolicy(**retry)
+        if "redis" not in overrides:
+            values["redis"] = RedisOptions.from_env(env)
         values.update(overrides)
         return cls(**values)
 

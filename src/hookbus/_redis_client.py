@@ -1,0 +1,106 @@
+"""Connections to Redis: clients from the URL, transient-error detection, backoff.
+
+The redis mode needs the ``redis`` package (``pip install 'hookbus[redis]'``);
+importing this module without it raises a ConfigurationError that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ConfigurationError
+
+try:
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "mode 'redis' needs the redis client: pip install 'hookbus[redis]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from ._settings import Settings
+
+__all__ = [
+    "Backoff",
+    "Redis",
+    "is_nogroup",
+    "is_transient",
+    "make_client",
+    "redis_errors",
+]
+
+Redis = aioredis.Redis
+
+#: Errors after which the same command may succeed later (Redis restarting,
+#: network cut, server loading its data).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.TryAgainError,
+    ConnectionError,
+    OSError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` means "Redis is unreachable for now" rather than a bug."""
+    if isinstance(exc, redis_errors.ResponseError):
+        text = str(exc)
+        return text.startswith(("LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN"))
+    return isinstance(exc, TRANSIENT)
+
+
+def is_nogroup(exc: BaseException) -> bool:
+    """Whether ``exc`` says the consumer group (or its stream) does not exist."""
+    return isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("NOGROUP")
+
+
+def make_client(settings: Settings, *, blocking: bool = False, name: str = "hookbus") -> Redis:
+    """A client (with its own pool) for ``settings.redis_url``.
+
+    Command clients time out after ``emit_timeout``. Blocking clients (for
+    ``XREADGROUP BLOCK``) wait ``block`` plus a margin, so that a blocking read
+    never trips the socket timeout.
+    """
+    options = settings.redis
+    timeout = options.block + max(2.0, options.emit_timeout) if blocking else options.emit_timeout
+    kwargs: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(options.emit_timeout, 5.0),
+        "socket_keepalive": True,
+        "health_check_interval": 0 if blocking else 15,
+        "client_name": name,
+        "retry_on_timeout": False,
+    }
+    try:
+        return aioredis.Redis.from_url(settings.redis_url, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid Redis URL for hookbus: {exc}") from exc
+
+
+class Backoff:
+    """Exponential backoff with jitter for reconnect loops: 0.05 s doubling to ``cap``."""
+
+    def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.failures = 0
+
+    def reset(self) -> None:
+        """Call after a success."""
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next try (and count one more failure)."""
+        delay = min(self.cap, self.first * float(1 << min(self.failures, 20)))
+        self.failures += 1
+        return delay * (0.5 + random.random() / 2)
+
+    async def sleep(self) -> None:
+        """Wait the next delay."""
+        await asyncio.sleep(self.next_delay())

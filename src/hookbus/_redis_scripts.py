@@ -1,0 +1,67 @@
+"""Lua scripts run by Redis, so that each step is atomic on the server.
+
+``STORE``: append a durable event to its stream and announce it live, with
+its stream id, in one round trip (the announcement can only follow a
+successful store).
+
+``TRIM``: trim a stream by the retention policy, but never below the oldest
+entry that some consumer group has not acknowledged: every group's oldest
+pending entry and everything after its last delivered entry are kept. Done
+in one script, no group can move between the check and the trim.
+"""
+
+from __future__ import annotations
+
+__all__ = ["STORE", "TRIM", "live_message", "parse_live_message"]
+
+STORE = """
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[1])
+return id
+"""
+
+# KEYS[1] stream; ARGV[1] max length ('' for none); ARGV[2] oldest id kept by age ('' for none)
+TRIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function parse(id)
+  local dash = string.find(id, '-', 1, true)
+  return {tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))}
+end
+local function less(a, b)
+  return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2])
+end
+local cut = nil
+if ARGV[1] ~= '' then
+  local keep = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', tonumber(ARGV[1]))
+  if #keep == tonumber(ARGV[1]) then cut = parse(keep[#keep][1]) end
+end
+if ARGV[2] ~= '' then
+  local by_age = parse(ARGV[2])
+  if cut == nil or less(cut, by_age) then cut = by_age end
+end
+if cut == nil then return 0 end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local need = parse(info['last-delivered-id'])
+  need = {need[1], need[2] + 1}
+  if info['pending'] > 0 then
+    local summary = redis.call('XPENDING', KEYS[1], info['name'])
+    local oldest = parse(summary[2])
+    if less(oldest, need) then need = oldest end
+  end
+  if less(need, cut) then cut = need end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', cut[1], cut[2]))
+"""
+
+
+def live_message(stream_id: bytes | None, encoded: bytes) -> bytes:
+    """Pub/Sub payload: ``<stream id> <envelope>``; ``-`` for ephemeral events."""
+    return (stream_id or b"-") + b" " + encoded
+
+
+def parse_live_message(data: bytes) -> tuple[bytes | None, bytes]:
+    """Inverse of :func:`live_message`."""
+    head, _, encoded = data.partition(b" ")
+    return (None if head == b"-" else head), encoded
