@@ -1,1 +1,65 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+Redis: the tests that need a server use ``redis_server`` (or ``redis_url``) and carry
+``@pytest.mark.redis``; they run once per server binary that
+:func:`hookbus.testing.redis_server.find_server_binaries` finds (``redis-server`` and
+``valkey-server`` on PATH, or ``HOOKBUS_TEST_REDIS_SERVERS=path1,path2``), with ids such as
+``redis-7.0.15`` and ``valkey-8.0.1``. When no server can be found those tests fail with the
+reason, unless ``HOOKBUS_SKIP_REDIS=1``, which turns that failure into a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "redis: needs a real Redis-compatible server (see the redis_server fixture)"
+    )
+
+
+def _server_binary_params() -> list[Any]:
+    """One param per server binary, or a single param carrying the reason none was found."""
+    try:
+        return [pytest.param(binary, id=server_name(binary)) for binary in find_server_binaries()]
+    except RuntimeError as exc:
+        if os.environ.get("HOOKBUS_SKIP_REDIS") == "1":
+            reason = f"HOOKBUS_SKIP_REDIS=1 and no Redis server: {exc}"
+            return [pytest.param(exc, id="no-redis-server", marks=pytest.mark.skip(reason=reason))]
+        return [pytest.param(exc, id="no-redis-server")]
+
+
+@pytest.fixture(scope="session", params=_server_binary_params())
+def redis_server_binary(request: pytest.FixtureRequest) -> str:
+    """Path of a Redis-compatible server binary; the tests using it run once per binary."""
+    param: str | RuntimeError = request.param
+    if isinstance(param, RuntimeError):
+        pytest.fail(f"no Redis server for the tests: {param}", pytrace=False)
+    return param
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_server_binary: str) -> Iterator[RedisServer]:
+    """A server shared by the whole session (stopped at its end): give keys a ``redis_prefix``."""
+    with RedisServer(redis_server_binary) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the shared server, e.g. ``redis://127.0.0.1:PORT/0``."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix unique to the test, so tests sharing the server don't see each other's keys."""
+    return "t" + uuid.uuid4().hex[:12]

@@ -24,11 +24,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from datetime import datetime
 from typing import ClassVar
 
 from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope
+from ._exceptions import UnsupportedError
+from ._live import LiveHub
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription
 
@@ -44,6 +47,8 @@ class Backend(ABC):
         self.settings = settings
         #: Thread pool for plain-function handlers, created on first use.
         self.executor = executor
+        #: Live listeners of this process (``bus.listen``).
+        self.hub = LiveHub()
 
     @abstractmethod
     async def start(self) -> None:
@@ -88,3 +93,10 @@ class Backend(ABC):
     @abstractmethod
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process."""
+
+    async def replay(self, subscriber: str, event_type: str | None, since: str | datetime) -> int:
+        """Deliver ``subscriber``'s events from ``since`` on again; how many groups rewound.
+
+        Backends without ``capabilities.replay`` raise :class:`UnsupportedError`.
+        """
+        raise UnsupportedError(f"{type(self).__name__} keeps no history to replay")

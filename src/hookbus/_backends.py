@@ -17,7 +17,10 @@ def create_backend(settings: Settings, executor: Callable[[], Executor]) -> Back
     """The backend for ``settings.mode``."""
     if settings.mode == "local":
         return LocalBackend(settings, executor)
+    if settings.mode == "redis":
+        from ._redis import RedisBackend  # needs the optional redis client
+
+        return RedisBackend(settings, executor)
     raise ConfigurationError(
-        f"mode {settings.mode!r} is not available in this version of hookbus; "
-        f"accepted: {', '.join(m for m in MODES if m == 'local')}"
+        f"unknown event bus mode {settings.mode!r}; accepted: {', '.join(MODES)}"
     )

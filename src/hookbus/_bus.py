@@ -7,6 +7,7 @@ import enum
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -19,6 +20,7 @@ from ._envelope import Envelope
 from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
 from ._ids import new_event_id
+from ._live import Listener
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
 from ._size import SizePlan, check_size, needs_check, size_plan
@@ -323,6 +325,51 @@ class EventBus:
     async def discard_dead_letter(self, dead_letter: DeadLetter | str) -> None:
         """Delete a dead letter for good. Raises :class:`DeadLetterNotFoundError`."""
         await self._backend.discard_dead_letter(_letter_id(dead_letter))
+
+    def listen(self, *event_types: type[Event] | str, buffer: int | None = None) -> Listener:
+        """A live listener of the events emitted from now on (of these types; all if none).
+
+        Both kinds are seen: ephemeral events as broadcast, durable ones once
+        stored. Use ``async with bus.listen(SaleClosed) as feed: async for
+        envelope in feed: ...``. A listener more than ``buffer`` events
+        behind (default ``settings.redis.live_buffer``) is closed with
+        :class:`ListenerOverflowError`; it never slows the bus.
+        """
+        names = [e if isinstance(e, str) else event_name(e) for e in event_types]
+        for name in names:
+            self._types.setdefault(name, resolve_event_type(name, self._types))
+        size = buffer if buffer is not None else self._settings.redis.live_buffer
+        if size < 1:
+            raise ConfigurationError(f"buffer must be >= 1, got {size!r}")
+        return self._backend.hub.listen(names or None, size)
+
+    async def replay(
+        self,
+        subscriber: str,
+        *,
+        since: str | datetime,
+        event_type: type[Event] | str | None = None,
+    ) -> None:
+        """Deliver a subscriber's events again, from an event id or a point in time.
+
+        The subscriber's consumer group is set back so that every stored
+        event from ``since`` on (the event with that id included) comes again,
+        to that subscriber only; other subscribers are untouched. Limit it to
+        one event type with ``event_type``. Needs ``capabilities.replay``
+        (redis mode); raises :class:`UnsupportedError` otherwise.
+        """
+        name = (
+            None
+            if event_type is None
+            else (event_type if isinstance(event_type, str) else event_name(event_type))
+        )
+        rewound = await self._backend.replay(subscriber, name, since)
+        if not rewound and self.capabilities.replay:
+            raise ConfigurationError(
+                f"subscriber {subscriber!r} is not subscribed"
+                + ("" if name is None else f" to {name!r}")
+                + " on this bus"
+            )
 
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process (handled, failed, retried, ...)."""

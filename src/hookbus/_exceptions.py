@@ -13,6 +13,8 @@ The tree (built-in parents in brackets, so ``except ValueError`` keeps working):
     ├── BusClosedError [RuntimeError]         emit on a bus that is not running
     ├── BusUnavailableError [ConnectionError] the backend cannot be reached in time
     ├── DeadLetterNotFoundError [LookupError] retry/discard of an unknown dead letter
+    ├── ListenerOverflowError                 a live listener fell too far behind
+    ├── UnsupportedError [NotImplementedError] the mode cannot do this (replay in local)
     └── DrainTimeoutError [TimeoutError]      ``drain()`` did not finish in time
 
 Errors of the libraries underneath (pydantic, redis) are translated at the
@@ -38,7 +40,9 @@ __all__ = [
     "HookbusError",
     "InvalidEnvelopeError",
     "InvalidEventError",
+    "ListenerOverflowError",
     "UnknownEventError",
+    "UnsupportedError",
 ]
 
 
@@ -122,3 +126,11 @@ class DeadLetterNotFoundError(HookbusError, LookupError):
 
 class DrainTimeoutError(HookbusError, TimeoutError):
     """``drain()`` gave up before every subscriber caught up."""
+
+
+class ListenerOverflowError(HookbusError):
+    """A live listener fell more events behind than its buffer holds and was closed."""
+
+
+class UnsupportedError(HookbusError, NotImplementedError):
+    """The active mode cannot do this (see ``bus.capabilities``)."""

@@ -11,6 +11,7 @@ multi-key commands hookbus sends need.
 ``<p>:dead``                                   dead-letter stream (every subscriber)
 ``<p>:live:<event type>``                      Pub/Sub channel: ephemeral events, and
                                                announcements of stored durable ones
+``<p>:sync:<consumer>``                        Pub/Sub channel of one process, for drain
 ``<p>:lost``                                   hash: counters of entries found missing
 =============================================  ==========================================
 
@@ -63,6 +64,10 @@ class Keys:
     def event_type_of_channel(self, channel: str) -> str:
         """Inverse of :meth:`live`."""
         return channel[len(self.base) + len(":live:") :]
+
+    def sync(self, consumer: str) -> str:
+        """Pub/Sub channel a process publishes to itself, to know its feed caught up."""
+        return f"{self.base}:sync:{consumer}"
 
     def lost(self) -> str:
         """Hash counting, per stream, pending entries that vanished before being handled."""

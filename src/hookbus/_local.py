@@ -279,6 +279,7 @@ class LocalBackend(Backend):
         self._dead: dict[str, DeadLetter] = {}
         self._running = False
         self._queue_size = settings.queue_size
+        self._listeners = self.hub._listeners  # read per publish: is anyone listening?
 
     async def start(self) -> None:
         self._running = True
@@ -320,6 +321,8 @@ class LocalBackend(Backend):
             self._start_worker(worker)
 
     def publish(self, envelope: Envelope) -> Awaitable[None] | None:
+        if self._listeners:
+            self.hub.deliver(envelope)
         workers = self._by_type.get(envelope.type)
         if not workers:
             return None
@@ -349,6 +352,20 @@ class LocalBackend(Backend):
             queue.append(envelope)
             if worker.waiter is not None:
                 worker.wake()
+
+    def offer(self, envelope: Envelope) -> None:
+        """Queue an envelope without ever waiting: full queues drop it (counted)."""
+        for worker in self._by_type.get(envelope.type, ()):
+            if len(worker.queue) >= self._queue_size:
+                worker.dropped += 1
+                continue
+            worker.queue.append(envelope)
+            if worker.waiter is not None:
+                worker.wake()
+
+    def workers(self) -> list[_Worker]:
+        """Every subscription's worker."""
+        return list(self._workers.values())
 
     async def drain(self, timeout: float | None) -> None:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._exceptions import ConfigurationError
 
@@ -32,7 +32,10 @@ __all__ = [
     "redis_errors",
 ]
 
-Redis = aioredis.Redis
+#: The client type as hookbus sees it. redis-py types every reply as a union
+#: of all RESP shapes (bytes | str | None | ...); hookbus uses decode_responses
+#: off and knows each command's reply shape, so it handles replies untyped.
+Redis: TypeAlias = Any
 
 #: Errors after which the same command may succeed later (Redis restarting,
 #: network cut, server loading its data).

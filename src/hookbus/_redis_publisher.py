@@ -119,7 +119,8 @@ class Publisher:
                 pipe.evalsha(sha, 1, keys.stream(envelope.type), encoded, channel)
             else:
                 pipe.publish(channel, live_message(None, encoded))
-        return await pipe.execute(raise_on_error=False)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
 
 def _translate(exc: Exception) -> Exception:

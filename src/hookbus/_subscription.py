@@ -53,7 +53,9 @@ class SubscriberStats:
     ``handled``: deliveries that succeeded; ``failed``: handler calls that
     raised; ``retried``: retries scheduled; ``dead_lettered``: events that used
     up their attempts; ``dropped``: ephemeral events not delivered because the
-    subscriber's queue was full; ``queued``: waiting now (local mode).
+    subscriber's queue was full; ``queued``: not finished yet in this
+    process; ``lost`` (redis mode): entries that vanished from the stream
+    while pending, before they could be handled.
     """
 
     subscriber: str
@@ -64,6 +66,7 @@ class SubscriberStats:
     dead_lettered: int
     dropped: int
     queued: int
+    lost: int = 0
 
 
 def default_subscriber_id(handler: Callable[..., Any]) -> str:

@@ -1,0 +1,143 @@
+"""Live listeners: everything emitted, as it happens, for feeds (SSE, dashboards).
+
+A listener sees both kinds of events: ephemeral ones as they are broadcast,
+durable ones once they are stored (redis mode: announced after the XADD).
+It is *live*, not durable: it has a bounded buffer, and a listener that
+falls behind by more than that is closed with :class:`ListenerOverflowError`
+rather than slowing the bus or growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from ._envelope import Envelope
+from ._exceptions import ListenerOverflowError
+
+__all__ = ["Listener", "LiveHub"]
+
+
+class Listener:
+    """An async iterator of the envelopes emitted from now on (of some types).
+
+    Use it as ``async with bus.listen("sale_closed") as listener: async for
+    envelope in listener: ...``. Closing it (leaving the ``async with``)
+    frees it at once.
+    """
+
+    def __init__(self, hub: LiveHub, types: frozenset[str] | None, buffer: int) -> None:
+        self._hub = hub
+        self.types = types
+        self._buffer: deque[Envelope] = deque()
+        self._limit = buffer
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.overflowed = False
+        #: Envelopes delivered to this listener so far.
+        self.received = 0
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this listener listens to ``event_type``."""
+        return self.types is None or event_type in self.types
+
+    def push(self, envelope: Envelope) -> None:
+        """Buffer one envelope (called by the hub); overflow closes the listener."""
+        if self._closed:
+            return
+        if len(self._buffer) >= self._limit:
+            self.overflowed = True
+            self.close()
+            return
+        self._buffer.append(envelope)
+        self.received += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def close(self) -> None:
+        """Stop listening; a pending ``__anext__`` ends."""
+        if not self._closed:
+            self._closed = True
+            self._hub.remove(self)
+            self._wake()
+
+    @property
+    def closed(self) -> bool:
+        """True once closed (by the user, the bus stopping, or an overflow)."""
+        return self._closed
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        while not self._buffer:
+            if self._closed:
+                if self.overflowed:
+                    raise ListenerOverflowError(
+                        f"listener fell more than {self._limit} events behind and was closed"
+                    )
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._buffer.popleft()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LiveHub:
+    """Fans envelopes out to the listeners of this process."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
+    def listen(self, types: Iterable[str] | None, buffer: int) -> Listener:
+        """A new listener for ``types`` (None: every type)."""
+        listener = Listener(self, None if types is None else frozenset(types), buffer)
+        self._listeners.append(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        """Forget a listener (called when it closes)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def wanted_types(self) -> set[str] | None:
+        """Types some listener wants; None if one wants every type."""
+        wanted: set[str] = set()
+        for listener in self._listeners:
+            if listener.types is None:
+                return None
+            wanted |= listener.types
+        return wanted
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Give ``envelope`` to every listener that wants its type."""
+        for listener in list(self._listeners):
+            if listener.wants(envelope.type):
+                listener.push(envelope)
+
+    def close_all(self) -> None:
+        """Close every listener (the bus is stopping)."""
+        for listener in list(self._listeners):
+            listener.close()

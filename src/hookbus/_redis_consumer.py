@@ -1,0 +1,401 @@
+"""One durable subscription's consumer in one process (redis mode).
+
+The subscription's consumer group (named by subscriber id) reads the event
+type's stream and the subscriber's re-queue stream (dead letters sent back).
+Per batch read, handlers run one event at a time, in order; successes are
+acknowledged together at the end of the batch, never before the handler
+returned. A failure keeps the entry pending: a timer brings it back after
+the backoff delay (XCLAIM to ourselves, which also counts the delivery),
+while the other entries keep flowing. After ``max_attempts`` deliveries,
+crashes included (Redis counts them), the entry goes to the dead-letter
+stream and is acknowledged, in one transaction.
+
+Every ``claim_interval`` the consumer takes over entries that another
+consumer of the group left pending longer than ``claim_idle`` (it died),
+with XAUTOCLAIM; entries deleted from the stream meanwhile are counted as
+lost and logged. Entries it holds (being handled, waiting for a retry, or
+read but not yet handled) are renewed regularly so nobody takes them over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ._context import _worker
+from ._envelope import Envelope, decode_envelope
+from ._exceptions import InvalidEnvelopeError
+from ._redis_client import Backoff, is_nogroup, is_transient, redis_errors
+from ._subscription import SubscriberStats, Subscription, make_invoker
+
+if TYPE_CHECKING:
+    from ._redis import RedisBackend
+
+__all__ = ["StreamConsumer"]
+
+logger = logging.getLogger("hookbus")
+
+_Retry = tuple[bytes, bytes, int]  # stream key, entry id, attempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A stream entry being delivered."""
+
+    stream: bytes
+    id: bytes
+    raw: bytes | None
+
+
+class StreamConsumer:
+    """Delivers one subscription's stream to its handler, in this process."""
+
+    def __init__(self, backend: RedisBackend, sub: Subscription) -> None:
+        self.backend = backend
+        self.sub = sub
+        self.invoke = make_invoker(sub, backend.executor)
+        keys = backend.keys
+        self.group = sub.id
+        self.stream = keys.stream(sub.event_name).encode()
+        self.requeue = keys.requeue(sub.event_name, sub.id).encode()
+        self.current: Envelope | None = None
+        self.attempt = 1
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+        self.retries: deque[_Retry] = deque()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
+        self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
+        self._last_read: dict[bytes, bytes] = {}
+        self.handled = self.failed = self.retried = self.dead_lettered = self.lost = 0
+        self.reclaimed = 0
+
+    # -- setup -------------------------------------------------------------------
+
+    async def ensure_groups(self) -> None:
+        """Create the group on both streams if missing (``group_start`` for a new one)."""
+        start = "$" if self.backend.settings.redis.group_start == "new" else "0"
+        await self._create_group(self.stream, start)
+        await self._create_group(self.requeue, "0")
+
+    async def _create_group(self, stream: bytes, start: str | bytes) -> None:
+        try:
+            await self.backend.client.xgroup_create(stream, self.group, id=start, mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    # -- the loop ----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Deliveries this process has not finished."""
+        held = sum(len(ids) for ids in self._held.values())
+        return held + len(self.retries) + sum(len(a) for a in self._acks.values())
+
+    async def run(self) -> None:
+        _worker.set(self)
+        backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        next_claim = loop.time()
+        outage = False
+        while not self.stopping:
+            try:
+                if self.retries:
+                    await self._run_retries()
+                if loop.time() >= next_claim:
+                    await self._reclaim()
+                    next_claim = loop.time() + self.backend.settings.redis.claim_interval
+                await self._read_batch(self._block_ms(loop.time(), next_claim))
+                await self._flush_acks()
+                if outage:
+                    logger.warning("subscriber %s: Redis reachable again", self.sub.id)
+                    outage = False
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_nogroup(exc):
+                    await self._recreate_groups()
+                    continue
+                if is_transient(exc):
+                    if not outage:
+                        logger.warning(
+                            "subscriber %s: Redis unreachable (%r), retrying", self.sub.id, exc
+                        )
+                        outage = True
+                else:
+                    logger.exception("subscriber %s: unexpected error", self.sub.id)
+                await backoff.sleep()
+        self.current = None
+
+    def _block_ms(self, now: float, next_claim: float) -> int:
+        """How long a read may block: until the next retry or reclaim is due."""
+        due = next_claim
+        for handle in self._timers:
+            due = min(due, handle.when())
+        wait = min(self.backend.settings.redis.block, max(0.0, due - now))
+        return max(1, int(wait * 1000))
+
+    async def _read_batch(self, block_ms: int) -> None:
+        response = await self.backend.blocking.xreadgroup(
+            self.group,
+            self.backend.consumer,
+            {self.stream: ">", self.requeue: ">"},
+            count=self.backend.settings.redis.read_count,
+            block=block_ms,
+        )
+        batch: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
+        for stream, entries in response or ():
+            held = self._held[stream]
+            for entry_id, fields in entries:
+                held.add(entry_id)
+                batch.append((stream, entry_id, fields))
+            if entries:
+                self._last_read[stream] = entries[-1][0]
+        for index, (stream, entry_id, fields) in enumerate(batch):
+            if self.stopping:
+                await self.backend.hand_back(self, batch[index:])
+                return
+            await self.deliver(stream, entry_id, fields, 1)
+
+    # -- one delivery ------------------------------------------------------------
+
+    async def deliver(
+        self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
+    ) -> None:
+        """Run the handler on one entry; ack, schedule a retry, or dead-letter it."""
+        self._held[stream].add(entry_id)
+        raw = fields.get(b"e")
+        entry = _Entry(stream, entry_id, raw)
+        limit = self.backend.settings.max_event_size
+        try:
+            if raw is None:
+                raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
+            if len(raw) > limit:
+                raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
+            envelope = decode_envelope(raw, self.backend.types)
+        except InvalidEnvelopeError as exc:
+            await self._dead_letter(entry, None, attempt, exc)
+            return
+        max_attempts = self.sub.retry.max_attempts
+        if attempt > max_attempts:  # earlier deliveries crashed their consumer
+            await self._dead_letter(
+                entry,
+                envelope,
+                attempt - 1,
+                RuntimeError(f"delivered {attempt - 1} times without being acknowledged"),
+            )
+            return
+        self.current = envelope
+        self.attempt = attempt
+        try:
+            await self.invoke(envelope.event)
+        except Exception as exc:
+            await self._failed(entry, envelope, attempt, exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            await self._failed(entry, envelope, attempt, exc)
+        else:
+            self.handled += 1
+            self._acks[stream].append(entry_id)
+        finally:
+            self.current = None
+
+    async def _failed(
+        self, entry: _Entry, envelope: Envelope, attempt: int, exc: BaseException
+    ) -> None:
+        self.failed += 1
+        retry = self.sub.retry
+        if attempt >= retry.max_attempts:
+            await self._dead_letter(entry, envelope, attempt, exc)
+            return
+        delay = retry.delay(attempt)
+        logger.info(
+            "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
+            self.sub.id,
+            envelope.type,
+            envelope.id,
+            attempt,
+            retry.max_attempts,
+            delay,
+            exc,
+        )
+        self.retried += 1
+        handle: asyncio.TimerHandle | None = None
+
+        def due() -> None:
+            assert handle is not None
+            self._timers.discard(handle)
+            self.retries.append((entry.stream, entry.id, attempt + 1))
+
+        handle = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(handle)
+
+    async def _run_retries(self) -> None:
+        client = self.backend.client
+        while self.retries and not self.stopping:
+            stream, entry_id, attempt = self.retries.popleft()
+            # Claiming it again counts the delivery and checks it is still ours.
+            claimed = await client.xclaim(stream, self.group, self.backend.consumer, 0, [entry_id])
+            if not claimed:
+                self._held[stream].discard(entry_id)
+                logger.warning(
+                    "subscriber %s: entry %s vanished before its retry (trimmed by hand, "
+                    "or taken over and handled elsewhere)",
+                    self.sub.id,
+                    entry_id.decode(),
+                )
+                continue
+            _, fields = claimed[0]
+            await self.deliver(stream, entry_id, fields, attempt)
+        await self._flush_acks()
+
+    async def _dead_letter(
+        self, entry: _Entry, envelope: Envelope | None, attempts: int, exc: BaseException
+    ) -> None:
+        self.dead_lettered += 1
+        await self.backend.dead_letters_store().add(
+            consumer=self,
+            stream=entry.stream,
+            entry_id=entry.id,
+            payload=entry.raw,
+            envelope=envelope,
+            attempts=attempts,
+            error=exc,
+            failed_at=datetime.now(UTC),
+        )
+        self._held[entry.stream].discard(entry.id)
+
+    async def _flush_acks(self) -> None:
+        client = self.backend.client
+        for stream, ids in self._acks.items():
+            if not ids:
+                continue
+            batch = list(ids)
+            pipe = client.pipeline(transaction=False)
+            pipe.xack(stream, self.group, *batch)
+            if stream == self.requeue:
+                pipe.xdel(stream, *batch)
+            await pipe.execute()
+            del ids[: len(batch)]
+            held = self._held[stream]
+            for entry_id in batch:
+                held.discard(entry_id)
+
+    # -- recovery ----------------------------------------------------------------
+
+    async def _reclaim(self) -> None:
+        """Take over entries left pending by dead consumers of the group."""
+        client = self.backend.client
+        idle_ms = int(self.backend.settings.redis.claim_idle * 1000)
+        count = self.backend.settings.redis.read_count
+        for stream in (self.stream, self.requeue):
+            start: Any = b"0-0"
+            while not self.stopping:
+                reply = await client.xautoclaim(
+                    stream, self.group, self.backend.consumer, idle_ms, start, count=count
+                )
+                start, claimed = reply[0], reply[1]
+                deleted = reply[2] if len(reply) > 2 else []
+                if deleted:
+                    await self.backend.count_lost(self, stream, deleted)
+                if claimed:
+                    await self._deliver_claimed(stream, claimed)
+                if start in (b"0-0", "0-0"):
+                    break
+        await self._flush_acks()
+
+    async def _deliver_claimed(self, stream: bytes, claimed: list[Any]) -> None:
+        ids = [entry_id for entry_id, _ in claimed]
+        for entry_id in ids:
+            self._held[stream].add(entry_id)
+        counts = await self.backend.delivery_counts(self, stream, ids)
+        self.reclaimed += len(claimed)
+        for entry_id, fields in claimed:
+            if self.stopping:
+                return
+            if fields is None:  # deleted between claim and read
+                self._held[stream].discard(entry_id)
+                continue
+            await self.deliver(stream, entry_id, fields, counts.get(entry_id, 2))
+
+    async def _recreate_groups(self) -> None:
+        """NOGROUP: the group (or the whole stream) is gone, e.g. Redis lost its data.
+
+        Recreate it just after the last entry this process read, so that
+        nothing newer is skipped and nothing older is replayed; with no such
+        entry, as a new group would start.
+        """
+        for stream in (self.stream, self.requeue):
+            last = self._last_read.get(stream)
+            start: str | bytes = (
+                last
+                if last is not None
+                else (
+                    "$"
+                    if stream == self.stream and self.backend.settings.redis.group_start == "new"
+                    else "0"
+                )
+            )
+            await self._create_group(stream, start)
+        logger.warning(
+            "subscriber %s: consumer group was missing on %s (Redis restarted without its "
+            "data?); recreated after the last entry read here",
+            self.sub.id,
+            self.stream.decode(),
+        )
+
+    def release(self, stream: bytes, ids: list[bytes]) -> None:
+        """Forget entries handed back to the group."""
+        held = self._held[stream]
+        for entry_id in ids:
+            held.discard(entry_id)
+
+    def held_ids(self) -> dict[bytes, list[bytes]]:
+        """Entries this consumer holds, to renew (being handled, waiting, read)."""
+        return {stream: list(ids) for stream, ids in self._held.items() if ids}
+
+    async def cancel_timers(self) -> list[_Retry]:
+        """Drop the retry timers; return the retries they were waiting for."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        waiting = list(self.retries)
+        self.retries.clear()
+        return waiting
+
+    async def stop_task(self, timeout: float) -> None:
+        """Let the current handler finish within ``timeout``, then cancel."""
+        self.stopping = True
+        task, self.task = self.task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._flush_acks()
+
+    def stats(self) -> SubscriberStats:
+        """The subscription's counters in this process."""
+        return SubscriberStats(
+            subscriber=self.sub.id,
+            event_type=self.sub.event_name,
+            handled=self.handled,
+            failed=self.failed,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            dropped=0,
+            queued=self.pending,
+            lost=self.lost,
+        )

@@ -1,0 +1,178 @@
+"""The Pub/Sub side of the redis mode: ephemeral events and live announcements.
+
+One Pub/Sub connection per process subscribes to the live channels of the
+event types it needs: types with ephemeral subscribers here, and types that
+live listeners want. Ephemeral events go to the local ephemeral subscribers
+(through an in-process backend: at most once, never retried); every message
+goes to the live listeners.
+
+Pub/Sub is fire-and-forget: a subscriber that falls behind is disconnected
+by Redis (``client-output-buffer-limit pubsub``) and misses what was sent
+meanwhile. The reader hands messages off at once to bounded in-process
+queues to stay fast; when the connection drops anyway it reconnects,
+resubscribes, counts the gap, and lets live listeners of durable types catch
+up from the streams, from the last stream id they saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from ._envelope import Envelope, decode_envelope
+from ._exceptions import InvalidEnvelopeError
+from ._redis_client import Backoff, is_transient
+from ._redis_scripts import parse_live_message
+
+if TYPE_CHECKING:
+    from ._redis import RedisBackend
+
+__all__ = ["LiveFeed"]
+
+logger = logging.getLogger("hookbus")
+
+
+class LiveFeed:
+    """Reads the live channels this process needs."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._backend = backend
+        self._subscribed: set[str] = set()
+        self._last_stream_id: dict[str, bytes] = {}
+        self.task: asyncio.Task[None] | None = None
+        #: Times the Pub/Sub connection was lost (messages may have been missed).
+        self.disconnects = 0
+        #: Durable events replayed to live listeners from the streams after a disconnect.
+        self.caught_up = 0
+        self.ready = asyncio.Event()
+        self._sync_channel = backend.keys.sync(backend.consumer).encode()
+        self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
+
+    def wanted(self) -> set[str]:
+        """Event types whose channel this process must listen to."""
+        backend = self._backend
+        wanted = set(backend.ephemeral_types())
+        listened = backend.hub.wanted_types()
+        wanted |= backend.known_types() if listened is None else listened
+        return wanted
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        reconnecting = False
+        while True:
+            pubsub = self._backend.blocking.pubsub(ignore_subscribe_messages=True)
+            try:
+                self._subscribed = set()
+                await pubsub.subscribe(self._sync_channel)
+                await self._sync_channels(pubsub)
+                if reconnecting:
+                    await self._catch_up()
+                    logger.warning("hookbus live feed: reconnected to Redis Pub/Sub")
+                self.ready.set()
+                backoff.reset()
+                while True:
+                    message = await pubsub.get_message(timeout=0.2)
+                    if message is not None and message.get("type") in ("message", b"message"):
+                        if message["channel"] == self._sync_channel:
+                            self._synced(message["data"])
+                        else:
+                            self._dispatch(message["channel"], message["data"])
+                    elif message is None:
+                        await self._sync_channels(pubsub)
+            except asyncio.CancelledError:
+                await _close(pubsub)
+                raise
+            except Exception as exc:
+                await _close(pubsub)
+                self.ready.clear()
+                if is_transient(exc):
+                    self.disconnects += 1
+                    logger.warning(
+                        "hookbus live feed lost its Redis Pub/Sub connection (%r): ephemeral "
+                        "events sent meanwhile are missed; reconnecting",
+                        exc,
+                    )
+                else:
+                    logger.exception("hookbus live feed: unexpected error")
+                reconnecting = True
+                await backoff.sleep()
+
+    async def round_trip(self, client: Any) -> None:
+        """Return once a message published now has come back through this feed: every
+        message published before it (by anyone) has then been received too."""
+        token = secrets.token_bytes(8)
+        future = asyncio.get_running_loop().create_future()
+        self._sync_waiters[token] = future
+        try:
+            await client.publish(self._sync_channel, token)
+            await future
+        finally:
+            self._sync_waiters.pop(token, None)
+
+    def _synced(self, token: bytes) -> None:
+        future = self._sync_waiters.get(token)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def _sync_channels(self, pubsub: Any) -> None:
+        wanted = self.wanted()
+        keys = self._backend.keys
+        new = wanted - self._subscribed
+        if new:
+            await pubsub.subscribe(*(keys.live(t) for t in sorted(new)))
+        gone = self._subscribed - wanted
+        if gone:
+            await pubsub.unsubscribe(*(keys.live(t) for t in sorted(gone)))
+        self._subscribed = wanted
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        stream_id, encoded = parse_live_message(data)
+        try:
+            envelope = decode_envelope(encoded, self._backend.types)
+        except InvalidEnvelopeError as exc:
+            logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
+            return
+        if stream_id is None:
+            self._backend.deliver_ephemeral(envelope)
+        else:
+            self._last_stream_id[envelope.type] = stream_id
+        self._backend.hub.deliver(envelope)
+
+    async def _catch_up(self) -> None:
+        """Give live listeners the durable events stored while the connection was down."""
+        backend = self._backend
+        if not backend.hub:
+            return
+        for event_type, last in list(self._last_stream_id.items()):
+            start = b"(" + last
+            while True:
+                entries = await backend.client.xrange(
+                    backend.keys.stream(event_type), min=start, max="+", count=500
+                )
+                for entry_id, fields in entries:
+                    envelope = _decode(fields.get(b"e"), backend)
+                    if envelope is not None:
+                        self.caught_up += 1
+                        backend.hub.deliver(envelope)
+                    self._last_stream_id[event_type] = entry_id
+                if len(entries) < 500:
+                    break
+                start = b"(" + entries[-1][0]
+
+
+def _decode(raw: bytes | None, backend: RedisBackend) -> Envelope | None:
+    if raw is None:
+        return None
+    try:
+        return decode_envelope(raw, backend.types)
+    except InvalidEnvelopeError:
+        return None
+
+
+async def _close(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except Exception:  # closing a broken connection may fail too
+        logger.debug("hookbus live feed: error while closing Pub/Sub", exc_info=True)

@@ -1,0 +1,125 @@
+"""Background upkeep of the redis mode, one task per process.
+
+* **Leases**: entries a consumer holds (being handled, waiting for a retry,
+  read but not handled yet) have their idle time reset every
+  ``claim_idle / 3`` (XCLAIM ... JUSTID, which does not count a delivery),
+  so a live consumer's slow handler never loses its entry to a reclaim.
+* **Retention**: every ``trim_interval``, streams are trimmed by the
+  retention policy with the ``TRIM`` script, which never deletes an entry a
+  group has not acknowledged.
+* **Consumer names**: consumers idle longer than ``consumer_expiry`` that
+  hold nothing pending are deleted (a consumer with pending entries never
+  is: its entries would become unclaimable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ._redis_client import Backoff, is_transient
+from ._redis_scripts import TRIM
+
+if TYPE_CHECKING:
+    from ._redis import RedisBackend
+
+__all__ = ["Maintenance"]
+
+logger = logging.getLogger("hookbus")
+
+CONSUMER_SWEEP_INTERVAL = 60.0
+
+
+class Maintenance:
+    """Runs leases, retention and consumer clean-up on their schedules."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._backend = backend
+        self._trim_sha: str | None = None
+
+    async def run(self) -> None:
+        options = self._backend.settings.redis
+        loop = asyncio.get_running_loop()
+        lease_every = options.claim_idle / 3
+        next_lease = next_trim = next_sweep = loop.time()
+        backoff = Backoff(cap=5.0)
+        while True:
+            now = loop.time()
+            try:
+                if now >= next_lease:
+                    await self.renew_leases()
+                    next_lease = now + lease_every
+                if now >= next_trim and (options.retention_maxlen or options.retention_max_age):
+                    await self.trim()
+                    next_trim = now + options.trim_interval
+                if now >= next_sweep:
+                    await self.sweep_consumers()
+                    next_sweep = now + CONSUMER_SWEEP_INTERVAL
+                backoff.reset()
+                await asyncio.sleep(max(0.05, min(next_lease, next_trim, next_sweep) - loop.time()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    logger.exception("hookbus maintenance: unexpected error")
+                await backoff.sleep()
+
+    async def renew_leases(self) -> None:
+        """Reset the idle time of every entry this process holds."""
+        backend = self._backend
+        pipe = backend.client.pipeline(transaction=False)
+        queued = False
+        for consumer in backend.consumers():
+            for stream, ids in consumer.held_ids().items():
+                pipe.xclaim(stream, consumer.group, backend.consumer, 0, ids, justid=True)
+                queued = True
+        if queued:
+            await pipe.execute(raise_on_error=False)
+
+    async def trim(self) -> int:
+        """Apply the retention policy to every stream this process subscribes to."""
+        backend = self._backend
+        options = backend.settings.redis
+        if self._trim_sha is None:
+            self._trim_sha = await backend.client.script_load(TRIM)
+        maxlen = str(options.retention_maxlen) if options.retention_maxlen else ""
+        by_age = ""
+        if options.retention_max_age:
+            by_age = f"{int((time.time() - options.retention_max_age) * 1000)}-0"
+        trimmed = 0
+        for stream in sorted({c.stream for c in backend.consumers()}):
+            try:
+                trimmed += int(
+                    await backend.client.evalsha(self._trim_sha, 1, stream, maxlen, by_age)
+                )
+            except Exception as exc:
+                if "NOSCRIPT" in str(exc):
+                    self._trim_sha = None
+                raise
+        return trimmed
+
+    async def sweep_consumers(self) -> None:
+        """Delete consumers of our groups that are long idle and hold nothing."""
+        backend = self._backend
+        expiry_ms = backend.settings.redis.consumer_expiry * 1000
+        for consumer in backend.consumers():
+            for stream in (consumer.stream, consumer.requeue):
+                try:
+                    infos = await backend.client.xinfo_consumers(stream, consumer.group)
+                except Exception as exc:
+                    if "NOGROUP" in str(exc) or "no such key" in str(exc):
+                        continue
+                    raise
+                for info in infos:
+                    name = info["name"]
+                    if isinstance(name, bytes):
+                        name = name.decode()
+                    if (
+                        name != backend.consumer
+                        and int(info["pending"]) == 0
+                        and int(info["idle"]) > expiry_ms
+                    ):
+                        await backend.client.xgroup_delconsumer(stream, consumer.group, name)
+                        logger.info("hookbus: removed idle consumer %s of %s", name, consumer.group)

@@ -1,0 +1,49 @@
+"""Replay in redis mode: where to rewind a consumer group to.
+
+``bus.replay(subscriber, since=...)`` sets the subscriber's group back so
+that every entry from ``since`` on is delivered again (to that subscriber
+only). ``since`` is an event id (as returned by ``emit``) or a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ._exceptions import HookbusError
+from ._ids import id_time
+from ._redis_client import Redis
+
+__all__ = ["replay_position"]
+
+_MAX_SEQ = 2**64 - 1
+_SEARCH_WINDOW_MS = 60_000  # clocks of emitter and Redis may differ by this much
+
+
+async def replay_position(client: Redis, stream: bytes, since: str | datetime) -> str:
+    """The group position (last delivered id) from which ``since`` is delivered again."""
+    if isinstance(since, datetime):
+        ms = int(since.timestamp() * 1000)
+        return "0-0" if ms <= 0 else f"{ms - 1}-{_MAX_SEQ}"
+    entry_id = await _entry_of_event(client, stream, since)
+    previous = await client.xrevrange(stream, max=b"(" + entry_id, min="-", count=1)
+    return previous[0][0].decode() if previous else "0-0"
+
+
+async def _entry_of_event(client: Redis, stream: bytes, event_id: str) -> bytes:
+    """The stream entry holding event ``event_id`` (searched around its time)."""
+    emitted = id_time(event_id)
+    if emitted is None:
+        raise HookbusError(f"{event_id!r} is not a hookbus event id; pass an id or a datetime")
+    ms = int(emitted.timestamp() * 1000)
+    start = f"{max(0, ms - _SEARCH_WINDOW_MS)}-0"
+    needle = f'"id":"{event_id}"'.encode()
+    while True:
+        entries = await client.xrange(stream, min=start, max=f"{ms + _SEARCH_WINDOW_MS}", count=500)
+        for entry_id, fields in entries:
+            if needle in fields.get(b"e", b""):
+                return bytes(entry_id)
+        if len(entries) < 500:
+            raise HookbusError(
+                f"event {event_id} is not in {stream.decode()} (trimmed, or another type)"
+            )
+        start = "(" + entries[-1][0].decode()
