@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
@@ -107,6 +107,12 @@ class LiveHub:
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        #: Called when listeners come or go (the redis feed resubscribes).
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def __bool__(self) -> bool:
         return bool(self._listeners)
@@ -115,12 +121,14 @@ class LiveHub:
         """A new listener for ``types`` (None: every type)."""
         listener = Listener(self, None if types is None else frozenset(types), buffer)
         self._listeners.append(listener)
+        self._changed()
         return listener
 
     def remove(self, listener: Listener) -> None:
         """Forget a listener (called when it closes)."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+            self._changed()
 
     def wanted_types(self) -> set[str] | None:
         """Types some listener wants; None if one wants every type."""

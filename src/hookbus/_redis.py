@@ -72,6 +72,7 @@ class RedisBackend(Backend):
         self.publisher: Publisher | None = None
         self.dead_letter_store: DeadLetterStore | None = None
         self.live = LiveFeed(self)
+        self.hub.on_change = self.live.mark_dirty
         self.maintenance = Maintenance(self)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -161,6 +162,7 @@ class RedisBackend(Backend):
         self.types.setdefault(subscription.event_name, subscription.event_type)
         if not subscription.durable:
             self.local.subscribe(subscription)
+            self.live.mark_dirty()
             return
         key = (subscription.id, subscription.event_name)
         if key in self._consumers:

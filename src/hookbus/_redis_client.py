@@ -15,6 +15,8 @@ from ._exceptions import ConfigurationError
 try:
     import redis.asyncio as aioredis
     from redis import exceptions as redis_errors
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ConfigurationError(
         "mode 'redis' needs the redis client: pip install 'hookbus[redis]'"
@@ -79,6 +81,8 @@ def make_client(settings: Settings, *, blocking: bool = False, name: str = "hook
         "health_check_interval": 0 if blocking else 15,
         "client_name": name,
         "retry_on_timeout": False,
+        # hookbus retries in its own loops, with its own timeouts.
+        "retry": Retry(NoBackoff(), 0),
     }
     try:
         return aioredis.Redis.from_url(settings.redis_url, **kwargs)

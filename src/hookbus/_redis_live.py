@@ -49,6 +49,9 @@ class LiveFeed:
         self.ready = asyncio.Event()
         self._sync_channel = backend.keys.sync(backend.consumer).encode()
         self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
+        self._confirmed: set[bytes] = set()
+        self._confirmations = asyncio.Event()
+        self._dirty = True
 
     def wanted(self) -> set[str]:
         """Event types whose channel this process must listen to."""
@@ -62,9 +65,10 @@ class LiveFeed:
         backoff = Backoff()
         reconnecting = False
         while True:
-            pubsub = self._backend.blocking.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._backend.blocking.pubsub()
             try:
                 self._subscribed = set()
+                self._confirmed.clear()
                 await pubsub.subscribe(self._sync_channel)
                 await self._sync_channels(pubsub)
                 if reconnecting:
@@ -74,13 +78,10 @@ class LiveFeed:
                 backoff.reset()
                 while True:
                     message = await pubsub.get_message(timeout=0.2)
-                    if message is not None and message.get("type") in ("message", b"message"):
-                        if message["channel"] == self._sync_channel:
-                            self._synced(message["data"])
-                        else:
-                            self._dispatch(message["channel"], message["data"])
-                    elif message is None:
+                    if self._dirty or message is None:
                         await self._sync_channels(pubsub)
+                    if message is not None:
+                        self._receive(message)
             except asyncio.CancelledError:
                 await _close(pubsub)
                 raise
@@ -99,9 +100,38 @@ class LiveFeed:
                 reconnecting = True
                 await backoff.sleep()
 
+    def mark_dirty(self) -> None:
+        """The channels this process needs changed (a listener, a subscription)."""
+        self._dirty = True
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        channel = message["channel"]
+        if kind == "message":
+            if channel == self._sync_channel:
+                self._synced(message["data"])
+            else:
+                self._dispatch(channel, message["data"])
+        elif kind == "subscribe":
+            self._confirmed.add(channel)
+            self._confirmations.set()
+        elif kind == "unsubscribe":
+            self._confirmed.discard(channel)
+
     async def round_trip(self, client: Any) -> None:
-        """Return once a message published now has come back through this feed: every
-        message published before it (by anyone) has then been received too."""
+        """Return once this feed listens to every channel it needs, and a message
+        published now has come back through it: every message published before
+        (by anyone) has then been received too."""
+        self._dirty = True
+        keys = self._backend.keys
+        while True:
+            needed = {keys.live(t).encode() for t in self.wanted()} | {self._sync_channel}
+            if needed <= self._confirmed:
+                break
+            self._confirmations.clear()
+            await self._confirmations.wait()
         token = secrets.token_bytes(8)
         future = asyncio.get_running_loop().create_future()
         self._sync_waiters[token] = future
@@ -117,6 +147,7 @@ class LiveFeed:
             future.set_result(None)
 
     async def _sync_channels(self, pubsub: Any) -> None:
+        self._dirty = False
         wanted = self.wanted()
         keys = self._backend.keys
         new = wanted - self._subscribed

@@ -499,6 +499,25 @@ class BusConformance:
         assert {"source", "time"} <= attrs.keys()
         assert decoded.event == order(9)
 
+    async def test_live_listener_sees_both_kinds(self, make_bus: MakeBus) -> None:
+        bus = make_bus()
+        bus.subscribe(OrderPlaced, Recorder[OrderPlaced](), name="durable-sub")
+        async with running(bus):
+            async with bus.listen(OrderPlaced, PriceChanged) as feed:
+                await bus.drain(timeout=10)  # the listener is in place everywhere
+                placed = await bus.emit(order(1))
+                changed = await bus.emit(PriceChanged(sku="lamp-3", price=9.5))
+                await bus.emit(OrderShipped(order_id=1))  # not listened to
+                seen = []
+                async with asyncio.timeout(10):
+                    async for envelope in feed:
+                        seen.append(envelope)
+                        if len(seen) == 2:
+                            break
+            assert feed.closed
+        assert sorted(e.id for e in seen) == sorted([placed, changed])
+        assert {e.type for e in seen} == {"conformance.order_placed", "conformance.price_changed"}
+
     async def test_statistics_count_outcomes(self, make_bus: MakeBus) -> None:
         bus = make_bus()
 
