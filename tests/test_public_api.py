@@ -39,11 +39,15 @@ EXPECTED_ALL = [
     "HookbusError",
     "InvalidEnvelopeError",
     "InvalidEventError",
+    "Listener",
+    "ListenerOverflowError",
+    "RedisOptions",
     "RetryPolicy",
     "Settings",
     "SubscriberStats",
     "Subscription",
     "UnknownEventError",
+    "UnsupportedError",
     "__version__",
     "current_delivery",
     "current_envelope",
@@ -135,7 +139,9 @@ def test_exceptions_are_all_exported() -> None:
         "HookbusError",
         "InvalidEnvelopeError",
         "InvalidEventError",
+        "ListenerOverflowError",
         "UnknownEventError",
+        "UnsupportedError",
     }
     assert names <= set(hookbus.__all__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import socket
+import sys
 from pathlib import Path
 
 import pytest

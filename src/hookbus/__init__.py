@@ -22,8 +22,12 @@ from ._exceptions import (
     HookbusError,
     InvalidEnvelopeError,
     InvalidEventError,
+    ListenerOverflowError,
     UnknownEventError,
+    UnsupportedError,
 )
+from ._live import Listener
+from ._redis_options import RedisOptions
 from ._retry import RetryPolicy
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription
@@ -47,11 +51,15 @@ __all__ = [
     "HookbusError",
     "InvalidEnvelopeError",
     "InvalidEventError",
+    "Listener",
+    "ListenerOverflowError",
+    "RedisOptions",
     "RetryPolicy",
     "Settings",
     "SubscriberStats",
     "Subscription",
     "UnknownEventError",
+    "UnsupportedError",
     "__version__",
     "current_delivery",
     "current_envelope",

@@ -10,6 +10,7 @@ re-queue stream and deletes the dead letter, in one transaction too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import datetime
@@ -122,11 +123,11 @@ class DeadLetterStore:
 
     def _letter(self, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
         payload = fields.get(b"payload", b"")
-        envelope: Envelope | None
-        try:
-            envelope = decode_envelope(payload, self._types)
-        except InvalidEnvelopeError:
-            envelope = None
+        error_type = fields[b"error_type"].decode()
+        envelope: Envelope | None = None
+        if error_type != "hookbus.InvalidEnvelopeError":
+            with contextlib.suppress(InvalidEnvelopeError):
+                envelope = decode_envelope(payload, self._types)
         return DeadLetter(
             id=entry_id.decode(),
             subscriber=fields[b"subscriber"].decode(),
@@ -134,7 +135,7 @@ class DeadLetterStore:
             event_id=fields[b"event_id"].decode(),
             envelope=envelope,
             attempts=int(fields[b"attempts"]),
-            error_type=fields[b"error_type"].decode(),
+            error_type=error_type,
             error_message=fields[b"error_message"].decode(),
             failed_at=datetime.fromisoformat(fields[b"failed_at"].decode()),
             payload=payload,

@@ -99,8 +99,6 @@ class RedisOptions:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
-        if self.block >= self.claim_idle:
-            raise ConfigurationError("block must be shorter than claim_idle")
         for name in ("read_count", "live_buffer"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
