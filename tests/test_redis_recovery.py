@@ -109,7 +109,7 @@ async def test_entries_deleted_while_pending_are_counted_as_lost(
 
 
 async def test_slow_handler_keeps_its_entry(redis_url: str, redis_prefix: str) -> None:
-    options = {"claim_idle": 0.3, "claim_interval": 0.05}
+    options: dict[str, Any] = {"claim_idle": 0.3, "claim_interval": 0.05}
     calls: list[tuple[int, int]] = []
     buses = [redis_bus(redis_url, redis_prefix, **options) for _ in range(2)]
     for index, bus in enumerate(buses):
