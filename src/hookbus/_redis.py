@@ -104,7 +104,10 @@ class RedisBackend(Backend):
             await consumer.ensure_groups()
 
     async def _wait_live_ready(self) -> None:
-        await asyncio.wait_for(self.live.ready.wait(), self.settings.redis.emit_timeout)
+        """The live feed listens (confirmed by Redis) to every channel it needs."""
+        async with asyncio.timeout(self.settings.redis.emit_timeout):
+            await self.live.ready.wait()
+            await self.live.round_trip(self.client)
 
     async def _until_reachable(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action``, retrying while Redis is unreachable, up to ``emit_timeout``."""

@@ -1,0 +1,153 @@
+"""Faults: Redis unreachable at emit or start, cancelled emits, idle blocking reads,
+a dropped Pub/Sub connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hookbus import BusUnavailableError, Event
+from hookbus.testing import Recorder
+from hookbus.testing.redis_server import RedisServer
+from redis_bus import raw_client, redis_bus
+
+pytestmark = pytest.mark.redis
+
+
+class Beep(Event, name="faults.beep"):
+    n: int
+
+
+class Blink(Event, name="faults.blink", durable=False):
+    n: int
+
+
+@pytest.fixture
+def own_server(redis_server_binary: str) -> Iterator[RedisServer]:
+    """A server this test may kill and restart."""
+    with RedisServer(redis_server_binary) as server:
+        yield server
+
+
+async def test_emit_fails_fast_while_redis_is_down_then_recovers(
+    own_server: RedisServer, redis_prefix: str
+) -> None:
+    bus = redis_bus(own_server.url, redis_prefix, emit_timeout=0.5)
+    rec = Recorder[Beep]()
+    bus.subscribe(Beep, rec, name="beeper")
+    async with bus:
+        await bus.emit(Beep(n=1))
+        await rec.wait_for(1)
+        own_server.kill()
+        begin = time.monotonic()
+        with pytest.raises(BusUnavailableError, match="emit_timeout"):
+            await bus.emit(Beep(n=2))
+        assert time.monotonic() - begin < 3.0
+        own_server.restart()
+        async with asyncio.timeout(15):
+            while True:  # the emitter and the consumer reconnect by themselves
+                try:
+                    await bus.emit(Beep(n=3))
+                    break
+                except BusUnavailableError:
+                    await asyncio.sleep(0.1)
+        events = await rec.wait_for(2, timeout=15)
+    assert [e.n for e in events] == [1, 3]
+
+
+async def test_start_fails_with_a_clear_error_when_redis_is_unreachable(
+    own_server: RedisServer, redis_prefix: str
+) -> None:
+    own_server.kill()
+    bus = redis_bus(own_server.url, redis_prefix, emit_timeout=0.5)
+    bus.subscribe(Beep, Recorder[Beep](), name="beeper")
+    begin = time.monotonic()
+    with pytest.raises(BusUnavailableError, match="unreachable"):
+        await bus.start()
+    assert time.monotonic() - begin < 3.0
+
+
+async def test_cancelled_emits_leave_the_bus_consistent(redis_url: str, redis_prefix: str) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    rec = Recorder[Beep]()
+    bus.subscribe(Beep, rec, name="beeper")
+    async with bus:
+        for round_ in range(20):
+            tasks = [asyncio.create_task(bus.emit(Beep(n=round_ * 100 + i))) for i in range(50)]
+            await asyncio.sleep(0)
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        kept = {round_ * 100 + i for round_ in range(20) for i in range(50) if i % 2 == 1}
+        ids = {n: await bus.emit(Beep(n=n)) for n in range(10_000, 10_050)}
+        await bus.drain(timeout=20)
+    received = {e.n: i for e, i in zip(rec.events, rec.ids, strict=True)}
+    assert kept <= received.keys()  # every emit that was not cancelled arrived
+    assert all(received[n] == event_id for n, event_id in ids.items())
+    assert len(rec.events) == len(received)  # nothing twice
+
+
+async def test_idle_blocking_reads_never_trip_the_socket_timeout(
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix, emit_timeout=0.3, block=0.5)
+    rec = Recorder[Beep]()
+    bus.subscribe(Beep, rec, name="patient")
+    with caplog.at_level(logging.WARNING, logger="hookbus"):
+        async with bus:
+            await asyncio.sleep(2.0)  # idle: many blocking reads longer than emit_timeout
+            begin = time.monotonic()
+            await bus.emit(Beep(n=1))
+            await rec.wait_for(1)
+            latency = time.monotonic() - begin
+    assert "unreachable" not in caplog.text
+    assert latency < 0.5
+
+
+async def test_live_listeners_catch_up_after_a_pubsub_disconnect(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    bus.register(Beep)
+    client = raw_client(redis_url)
+    try:
+        async with bus:
+            async with bus.listen(Beep) as feed:
+                await bus.drain(timeout=10)
+                await bus.emit(Beep(n=0))
+                first = await asyncio.wait_for(anext(feed), 10)
+                killed = await client.client_kill_filter(_type="pubsub")
+                assert killed >= 1
+                for n in range(1, 6):  # stored while the feed is reconnecting
+                    await bus.emit(Beep(n=n))
+                seen = [first.event]
+                async with asyncio.timeout(10):
+                    async for envelope in feed:
+                        seen.append(envelope.event)
+                        if len(seen) == 6:
+                            break
+            live = bus._backend.live  # type: ignore[attr-defined]
+    finally:
+        await client.aclose()
+    assert sorted(e.n for e in seen) == list(range(6))  # type: ignore[attr-defined]
+    assert live.disconnects >= 1
+
+
+async def test_ephemeral_events_reach_every_process(redis_url: str, redis_prefix: str) -> None:
+    buses = [redis_bus(redis_url, redis_prefix) for _ in range(3)]
+    recorders = [Recorder[Blink]() for _ in buses]
+    for bus, rec in zip(buses, recorders, strict=True):
+        bus.subscribe(Blink, rec, name="screen")  # same id: still a broadcast
+        await bus.start()
+    try:
+        await buses[0].drain(timeout=10)
+        await buses[0].emit(Blink(n=7))
+        for rec in recorders:
+            assert [e.n for e in await rec.wait_for(1)] == [7]
+    finally:
+        for bus in buses:
+            await bus.stop()
