@@ -385,7 +385,7 @@ async def run(url: str, server: str, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=15_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-events", type=int, default=3_000)
     parser.add_argument("--chunk", type=int, default=500, help="hookbus emits gathered at once")

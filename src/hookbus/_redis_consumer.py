@@ -67,6 +67,8 @@ class StreamConsumer:
         self.attempt = 1
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
+        #: True while waiting in XREADGROUP: stopping then need not wait for it.
+        self.reading = False
         self.retries: deque[_Retry] = deque()
         self._timers: set[asyncio.TimerHandle] = set()
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
@@ -143,13 +145,17 @@ class StreamConsumer:
         return max(1, int(wait * 1000))
 
     async def _read_batch(self, block_ms: int) -> None:
-        response = await self.backend.blocking.xreadgroup(
-            self.group,
-            self.backend.consumer,
-            {self.stream: ">", self.requeue: ">"},
-            count=self.backend.settings.redis.read_count,
-            block=block_ms,
-        )
+        self.reading = True
+        try:
+            response = await self.backend.blocking.xreadgroup(
+                self.group,
+                self.backend.consumer,
+                {self.stream: ">", self.requeue: ">"},
+                count=self.backend.settings.redis.read_count,
+                block=block_ms,
+            )
+        finally:
+            self.reading = False
         batch: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
         for stream, entries in response or ():
             held = self._held[stream]
@@ -378,6 +384,11 @@ class StreamConsumer:
         task, self.task = self.task, None
         if task is None:
             return
+        # Blocked in a read: cancel it (redis-py drops that connection, so no
+        # reply is misread). An entry delivered at that very instant stays
+        # pending and is taken over after claim_idle.
+        if self.reading:
+            task.cancel()  # no await before: the task is still in its read
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             task.cancel()
