@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
@@ -31,7 +32,9 @@ __all__ = [
     "BATCH",
     "Fields",
     "hand_pipelined",
+    "med",
     "paced",
+    "percentile",
     "raw_latency",
     "raw_pubsub",
     "seed_pattern",
@@ -45,6 +48,16 @@ BATCH = 500
 SEED_COUNT = 10
 BLOCK_MS = 100
 GROUP_PREFIX = "bench-"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def med(values: list[float]) -> float:
+    """Median, NaN for no values."""
+    return statistics.median(values) if values else float("nan")
 
 
 def connect(url: str) -> Client:
@@ -111,10 +124,10 @@ async def _produce_pipelined(client: Client, stream: str, fields: Sequence[Field
 async def _streams_run(
     url: str,
     prefix: str,
-    fields: Sequence[Fields],
     subscribers: int,
-    timeout: float,
     *,
+    fields: Sequence[Fields],
+    timeout: float,
     pipelined: bool,
 ) -> float:
     client = connect(url)
@@ -144,17 +157,21 @@ async def _streams_run(
 
 
 async def seed_pattern(
-    url: str, prefix: str, fields: Sequence[Fields], subscribers: int, timeout: float
+    url: str, prefix: str, subscribers: int, *, fields: Sequence[Fields], timeout: float
 ) -> float:
     """Events per second, naive redis-py (see the module docs)."""
-    return await _streams_run(url, prefix, fields, subscribers, timeout, pipelined=False)
+    return await _streams_run(
+        url, prefix, subscribers, fields=fields, timeout=timeout, pipelined=False
+    )
 
 
 async def hand_pipelined(
-    url: str, prefix: str, fields: Sequence[Fields], subscribers: int, timeout: float
+    url: str, prefix: str, subscribers: int, *, fields: Sequence[Fields], timeout: float
 ) -> float:
     """Events per second, pipelined redis-py (see the module docs)."""
-    return await _streams_run(url, prefix, fields, subscribers, timeout, pipelined=True)
+    return await _streams_run(
+        url, prefix, subscribers, fields=fields, timeout=timeout, pipelined=True
+    )
 
 
 async def paced(count: int, rate: float, send: Callable[[int], Awaitable[object]]) -> float:
@@ -175,7 +192,7 @@ async def paced(count: int, rate: float, send: Callable[[int], Awaitable[object]
 
 
 async def raw_latency(
-    url: str, prefix: str, count: int, rate: float, timeout: float
+    url: str, prefix: str, *, count: int, rate: float, timeout: float
 ) -> tuple[list[float], float]:
     """Emit-to-consumer delays (seconds) of ``count`` paced XADDs, and the rate achieved."""
     client = connect(url)
@@ -223,7 +240,7 @@ async def raw_latency(
 
 
 async def raw_pubsub(
-    url: str, prefix: str, fields: Sequence[Fields], timeout: float, *, pipelined: bool
+    url: str, prefix: str, *, fields: Sequence[Fields], timeout: float, pipelined: bool
 ) -> tuple[float, int]:
     """Messages per second to one subscriber, and how many arrived within ``timeout``.
 

@@ -25,16 +25,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import statistics
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import redis as redis_py
 
 from benchmarks import _redis_baselines as raw
+from benchmarks._redis_baselines import med, percentile
 from hookbus import Event, EventBus, Settings
 from hookbus._redis_options import RedisOptions
 from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
@@ -111,9 +113,9 @@ async def emit_all(bus: EventBus, events: Sequence[Event], chunk: int) -> None:
 async def hookbus_throughput(
     url: str,
     prefix: str,
-    events: Sequence[SaleClosed],
     subscribers: int,
     *,
+    events: Sequence[SaleClosed],
     chunk: int,
     timeout: float,
 ) -> float:
@@ -142,7 +144,7 @@ async def hookbus_throughput(
 
 
 async def hookbus_latency(
-    url: str, prefix: str, count: int, timeout: float
+    url: str, prefix: str, *, count: int, timeout: float
 ) -> tuple[list[float], float]:
     bus = new_bus(url, prefix)
     samples: list[float] = []
@@ -178,7 +180,7 @@ async def hookbus_latency(
 
 
 async def hookbus_pubsub(
-    url: str, prefix: str, events: Sequence[Ping], chunk: int, timeout: float
+    url: str, prefix: str, *, events: Sequence[Ping], chunk: int, timeout: float
 ) -> tuple[float, int]:
     bus = new_bus(url, prefix)
     tally = Tally(len(events))
@@ -195,15 +197,6 @@ async def hookbus_pubsub(
         return tally.count / elapsed, tally.count
     finally:
         await bus.stop(5.0)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 class Runner:
@@ -224,53 +217,30 @@ class Runner:
         """A key prefix used by one run only."""
         return f"bench{round_no}{tag}{uuid.uuid4().hex[:8]}"
 
-    # -- the contenders, each as (prefix, subscribers) -> measurement ------------
-
-    async def hookbus_rate(self, prefix: str, subs: int) -> float:
-        return await hookbus_throughput(
-            self.url, prefix, self.sales, subs, chunk=self.args.chunk, timeout=self.args.timeout
-        )
-
-    async def seed_rate(self, prefix: str, subs: int) -> float:
-        return await raw.seed_pattern(self.url, prefix, self.fields, subs, self.args.timeout)
-
-    async def pipelined_rate(self, prefix: str, subs: int) -> float:
-        return await raw.hand_pipelined(self.url, prefix, self.fields, subs, self.args.timeout)
-
-    async def hookbus_delays(self, prefix: str) -> tuple[list[float], float]:
-        return await hookbus_latency(self.url, prefix, self.args.latency_events, self.args.timeout)
-
-    async def raw_delays(self, prefix: str) -> tuple[list[float], float]:
-        return await raw.raw_latency(
-            self.url, prefix, self.args.latency_events, LATENCY_RATE, self.args.timeout
-        )
-
-    async def hookbus_live(self, prefix: str) -> tuple[float, int]:
-        return await hookbus_pubsub(self.url, prefix, self.pings, self.args.chunk, PUBSUB_TIMEOUT)
-
-    async def raw_publish(self, prefix: str) -> tuple[float, int]:
-        return await raw.raw_pubsub(self.url, prefix, self.fields, PUBSUB_TIMEOUT, pipelined=False)
-
-    async def pipelined_publish(self, prefix: str) -> tuple[float, int]:
-        return await raw.raw_pubsub(self.url, prefix, self.fields, PUBSUB_TIMEOUT, pipelined=True)
-
     # -- the rounds --------------------------------------------------------------
 
     async def run(self) -> None:
+        url, a, live_timeout = self.url, self.args, PUBSUB_TIMEOUT
+        # Each contender: (prefix[, subscribers]) -> its measurement.
         durable: list[tuple[str, Callable[[str, int], Awaitable[float]]]] = [
-            (HOOKBUS, self.hookbus_rate),
-            (SEED, self.seed_rate),
-            (PIPELINED, self.pipelined_rate),
-        ]
+            (HOOKBUS, partial(hookbus_throughput, url, events=self.sales, chunk=a.chunk,
+                              timeout=a.timeout)),
+            (SEED, partial(raw.seed_pattern, url, fields=self.fields, timeout=a.timeout)),
+            (PIPELINED, partial(raw.hand_pipelined, url, fields=self.fields, timeout=a.timeout)),
+        ]  # fmt: skip
         latency: list[tuple[str, Callable[[str], Awaitable[tuple[list[float], float]]]]] = [
-            (HOOKBUS, self.hookbus_delays),
-            (RAW_LATENCY, self.raw_delays),
-        ]
+            (HOOKBUS, partial(hookbus_latency, url, count=a.latency_events, timeout=a.timeout)),
+            (RAW_LATENCY, partial(raw.raw_latency, url, count=a.latency_events, rate=LATENCY_RATE,
+                                  timeout=a.timeout)),
+        ]  # fmt: skip
         live: list[tuple[str, Callable[[str], Awaitable[tuple[float, int]]]]] = [
-            (HOOKBUS_LIVE, self.hookbus_live),
-            (RAW_PUBLISH, self.raw_publish),
-            (PIPELINED_PUBLISH, self.pipelined_publish),
-        ]
+            (HOOKBUS_LIVE, partial(hookbus_pubsub, url, events=self.pings, chunk=a.chunk,
+                                   timeout=live_timeout)),
+            (RAW_PUBLISH, partial(raw.raw_pubsub, url, fields=self.fields, timeout=live_timeout,
+                                  pipelined=False)),
+            (PIPELINED_PUBLISH, partial(raw.raw_pubsub, url, fields=self.fields,
+                                        timeout=live_timeout, pipelined=True)),
+        ]  # fmt: skip
         admin = raw.connect(self.url)
         try:
             for r in range(self.args.rounds):
@@ -282,14 +252,8 @@ class Runner:
                         await admin.flushdb()
                 for name, probe in self.rotated(latency, r):
                     samples, achieved = await probe(self.prefix("l", r))
-                    self.latency.setdefault(name, []).append(
-                        (
-                            percentile(samples, 0.5),
-                            percentile(samples, 0.99),
-                            max(samples),
-                            achieved,
-                        )
-                    )
+                    p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+                    self.latency.setdefault(name, []).append((p50, p99, max(samples), achieved))
                     await admin.flushdb()
                 for name, broadcast in self.rotated(live, r):
                     self.live.setdefault(name, []).append(await broadcast(self.prefix("p", r)))
@@ -313,7 +277,7 @@ class Runner:
     def report(self, server: str) -> None:
         args = self.args
         print(
-            f"\n{server}, redis-py {redis_py.__version__}: {args.events} events, "
+            f"\n{server}, redis-py {redis_py.__version__}\n{args.events} events, "
             f"median of {args.rounds} rounds (same server, interleaved)"
         )
         print(
@@ -358,29 +322,40 @@ class Runner:
         self.summary()
 
     def summary(self) -> None:
+        def verdict(value: float, ok: bool) -> str:
+            return f"{value:.2f} {'ok' if ok else 'MISSED'}"
+
         parts = []
         for subs in THROUGHPUT_SUBSCRIBERS:
-            hb = self.rate(HOOKBUS, subs)
-            parts.append(f"{subs} sub: hookbus/pipelined {hb / self.rate(PIPELINED, subs):.2f}")
-            parts.append(f"hookbus/seed {hb / self.rate(SEED, subs):.1f}x")
+            hb, ceiling, seed = (self.rate(n, subs) for n in (HOOKBUS, PIPELINED, SEED))
+            parts.append(
+                f"{subs} sub{'s' if subs > 1 else ''}: hookbus/pipelined "
+                f"{verdict(hb / ceiling, hb / ceiling >= 0.7)}, "
+                f"hookbus/seed {verdict(hb / seed, hb / seed >= 4)}"
+            )
         live = med([s[0] for s in self.live.get(HOOKBUS_LIVE, [])]) / med(
             [s[0] for s in self.live.get(PIPELINED_PUBLISH, [])]
         )
         p99 = med([s[1] for s in self.latency.get(HOOKBUS, [])]) * 1e3
         print(
             "\ntargets: hookbus/pipelined >= 0.7, hookbus/seed >= 4, "
-            "Pub/Sub hookbus/pipelined >= 0.7, latency p99 < 2 ms"
+            "Pub/Sub hookbus/pipelined >= 0.7, hookbus latency p99 < 2 ms"
         )
         print(
-            "summary: " + ", ".join(parts) + f"; Pub/Sub hookbus/pipelined {live:.2f}"
-            f"; hookbus latency p99 {p99:.3f} ms"
+            "summary: "
+            + "; ".join(parts)
+            + f"; Pub/Sub hookbus/pipelined {verdict(live, live >= 0.7)}"
+            f"; hookbus latency p99 {p99:.3f} ms {'ok' if p99 < 2 else 'MISSED'}"
         )
 
 
 async def run(url: str, server: str, args: argparse.Namespace) -> None:
     runner = Runner(url, args)
+    load = os.getloadavg()[0]
     await runner.run()
-    runner.report(server)
+    runner.report(
+        f"{server} (1-min load average {load:.2f} before, {os.getloadavg()[0]:.2f} after)"
+    )
 
 
 def main() -> None:
@@ -389,11 +364,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-events", type=int, default=3_000)
     parser.add_argument("--chunk", type=int, default=500, help="hookbus emits gathered at once")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per durable run")
+    parser.add_argument("--timeout", type=float, help="seconds per run (default 60 + events/250)")
     parser.add_argument("--server", default=None, help="server binary (default: redis-server)")
     args = parser.parse_args()
     if min(args.events, args.rounds, args.latency_events, args.chunk) < 1:
         parser.error("--events, --rounds, --latency-events and --chunk must be >= 1")
+    if args.timeout is None:
+        args.timeout = 60 + args.events / 250
     binary = args.server or find_server_binaries()[0]
     with RedisServer(binary, appendonly=False) as server:
         asyncio.run(run(server.url, server_name(binary), args))

@@ -11,7 +11,9 @@ JSON only, never pickle, so programs in any language can read and write it.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,7 +95,7 @@ class Envelope:
             "id": self.id,
             "source": self.source,
             "type": self.type,
-            "time": self.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _time_text(self.time),
             "datacontenttype": CONTENT_TYPE,
         }
         if self.correlation_id is not None:
@@ -107,9 +109,30 @@ class Envelope:
     def encode(self) -> bytes:
         """The envelope as CloudEvents structured-mode JSON (UTF-8), cached."""
         if self._encoded is None:
-            head = json.dumps(self.attributes(), separators=(",", ":"))
-            self._encoded = (
-                head[:-1].encode() + b',"data":' + self.event.model_dump_json().encode() + b"}"
+            extensions = b""
+            for name, value in (
+                ("correlationid", self.correlation_id),
+                ("causationid", self.causation_id),
+                ("traceparent", self.traceparent),
+            ):
+                if value is not None:
+                    extensions += f',"{name}":{json.dumps(value)}'.encode()
+            self._encoded = b"".join(
+                (
+                    b'{"specversion":"1.0","id":',
+                    _json_string(self.id),
+                    b',"source":',
+                    _quoted(self.source),
+                    b',"type":"',
+                    self.type.encode(),  # event names are plain ASCII (checked at declaration)
+                    b'","time":"',
+                    _time_text(self.time).encode(),
+                    b'","datacontenttype":"application/json"',
+                    extensions,
+                    b',"data":',
+                    self.event.__pydantic_serializer__.to_json(self.event),
+                    b"}",
+                )
             )
         return self._encoded
 
@@ -119,6 +142,27 @@ class Envelope:
         Most events are bounded without being encoded (see :mod:`hookbus._size`).
         """
         check_size(self, limit, size_plan(type(self.event)))
+
+
+_PLAIN = re.compile(r"[\w.:/@+-]*", re.ASCII)
+
+
+def _json_string(text: str) -> bytes:
+    """``text`` as a JSON string; plain ids skip the JSON encoder."""
+    if _PLAIN.fullmatch(text):
+        return b'"' + text.encode() + b'"'
+    return json.dumps(text).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted(text: str) -> bytes:
+    """``text`` as a JSON string, cached (for the source, which repeats)."""
+    return _json_string(text)
+
+
+def _time_text(moment: datetime) -> str:
+    """RFC 3339 with milliseconds and ``Z``, as CloudEvents writes it."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def decode_envelope(raw: bytes | str, known: dict[str, type[Event]] | None = None) -> Envelope:

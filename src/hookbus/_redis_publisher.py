@@ -55,8 +55,9 @@ class Publisher:
         self._batch.append((envelope, future, loop.time()))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name="hookbus:publisher")
-        # The emitter may be cancelled; the store goes on in the flusher.
-        return await asyncio.shield(future)
+        # If the emitter is cancelled, the future is too; the flusher skips it
+        # (the event may still be stored: at least once).
+        return await future
 
     async def close(self) -> None:
         """Refuse new envelopes; let the batches already taken finish."""
