@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from ._event import Event, resolve_event_type
 from ._exceptions import InvalidEnvelopeError, UnknownEventError
@@ -173,8 +174,8 @@ def decode_envelope(raw: bytes | str, known: dict[str, type[Event]] | None = Non
     ``data`` failing the event's validation); the message gives the reason.
     """
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
         raise InvalidEnvelopeError(f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidEnvelopeError("not a JSON object")
