@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any
 
 import redis as redis_py
+from redis.utils import HIREDIS_AVAILABLE
 
 from benchmarks import _redis_baselines as raw
 from benchmarks._redis_baselines import med, percentile
@@ -277,7 +278,9 @@ class Runner:
     def report(self, server: str) -> None:
         args = self.args
         print(
-            f"\n{server}, redis-py {redis_py.__version__}\n{args.events} events, "
+            f"\n{server}, redis-py {redis_py.__version__} "
+            f"({'hiredis' if HIREDIS_AVAILABLE else 'pure-Python'} reply parser)\n"
+            f"{args.events} events, "
             f"median of {args.rounds} rounds (same server, interleaved)"
         )
         print(

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from apps.shop import SUBSCRIBERS, SaleClosed, calls_key, handled_key
 
+from apps.shop import SUBSCRIBERS, SaleClosed, calls_key, handled_key
 from hookbus import EventBus, event_name
 from hookbus._redis_options import RedisOptions
 from hookbus.testing import test_settings
@@ -38,9 +38,7 @@ READY_LINE = "hookbus worker running"
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without hookbus/shop variables, plus ``extra``."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("EVENT_BUS_", "HOOKBUS_", "SHOP_"))
+        k: v for k, v in os.environ.items() if not k.startswith(("EVENT_BUS_", "HOOKBUS_", "SHOP_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -49,15 +47,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def shop_env(url: str, prefix: str, **extra: str) -> dict[str, str]:
     """Environment of a redis-mode shop worker: short retries and stop timeout."""
-    return clean_env(
-        EVENT_BUS_MODE="redis",
-        HOOKBUS_REDIS_URL=url,
-        HOOKBUS_REDIS_PREFIX=prefix,
-        HOOKBUS_STOP_TIMEOUT="5",
-        HOOKBUS_RETRY_BASE_DELAY="0.001",
-        HOOKBUS_RETRY_MAX_DELAY="0.005",
-        **extra,
-    )
+    settings = {
+        "EVENT_BUS_MODE": "redis",
+        "HOOKBUS_REDIS_URL": url,
+        "HOOKBUS_REDIS_PREFIX": prefix,
+        "HOOKBUS_STOP_TIMEOUT": "5",
+        "HOOKBUS_RETRY_BASE_DELAY": "0.001",
+        "HOOKBUS_RETRY_MAX_DELAY": "0.005",
+    }
+    return clean_env(**{**settings, **extra})
 
 
 def hookbus_command(*args: str) -> list[str]:

@@ -35,7 +35,7 @@ from ._exceptions import (
 )
 from ._ids import new_event_id
 from ._settings import Settings
-from ._subscription import SubscriberStats, Subscription, make_invoker
+from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
 
 __all__ = ["LocalBackend"]
 
@@ -44,7 +44,7 @@ logger = logging.getLogger("hookbus")
 _BATCH = 256  # queued deliveries run between two looks at the retries due
 
 
-class _Worker:
+class _Worker(DeliveryCounters):
     """Delivers one subscription's queue, in order, one event at a time."""
 
     __slots__ = (
@@ -54,14 +54,9 @@ class _Worker:
         "attempt",
         "backend",
         "current",
-        "dead_lettered",
-        "dropped",
-        "failed",
-        "handled",
         "invoke",
         "low_water",
         "queue",
-        "retried",
         "retries",
         "sub",
         "task",
@@ -82,7 +77,7 @@ class _Worker:
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
-        self.handled = self.failed = self.retried = self.dead_lettered = self.dropped = 0
+        self.reset_counters()
 
     # -- emit side ---------------------------------------------------------
 
@@ -236,16 +231,7 @@ class _Worker:
         return abandoned
 
     def stats(self) -> SubscriberStats:
-        return SubscriberStats(
-            subscriber=self.sub.id,
-            event_type=self.sub.event_name,
-            handled=self.handled,
-            failed=self.failed,
-            retried=self.retried,
-            dead_lettered=self.dead_lettered,
-            dropped=self.dropped,
-            queued=self.pending,
-        )
+        return self.snapshot(self.sub, self.pending)
 
 
 def _cancelling() -> int:

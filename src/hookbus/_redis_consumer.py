@@ -31,7 +31,7 @@ from ._context import _worker
 from ._envelope import Envelope, decode_envelope
 from ._exceptions import InvalidEnvelopeError
 from ._redis_client import Backoff, is_nogroup, is_transient, redis_errors
-from ._subscription import SubscriberStats, Subscription, make_invoker
+from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
 
 if TYPE_CHECKING:
     from ._redis import RedisBackend
@@ -52,7 +52,7 @@ class _Entry:
     raw: bytes | None
 
 
-class StreamConsumer:
+class StreamConsumer(DeliveryCounters):
     """Delivers one subscription's stream to its handler, in this process."""
 
     def __init__(self, backend: RedisBackend, sub: Subscription) -> None:
@@ -74,7 +74,7 @@ class StreamConsumer:
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
         self._last_read: dict[bytes, bytes] = {}
-        self.handled = self.failed = self.retried = self.dead_lettered = self.lost = 0
+        self.reset_counters()
         self.reclaimed = 0
 
     # -- setup -------------------------------------------------------------------
@@ -399,14 +399,4 @@ class StreamConsumer:
 
     def stats(self) -> SubscriberStats:
         """The subscription's counters in this process."""
-        return SubscriberStats(
-            subscriber=self.sub.id,
-            event_type=self.sub.event_name,
-            handled=self.handled,
-            failed=self.failed,
-            retried=self.retried,
-            dead_lettered=self.dead_lettered,
-            dropped=0,
-            queued=self.pending,
-            lost=self.lost,
-        )
+        return self.snapshot(self.sub, self.pending)

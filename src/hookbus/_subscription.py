@@ -14,7 +14,14 @@ from ._event import Event, event_name, is_durable
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
 
-__all__ = ["Invoker", "SubscriberStats", "Subscription", "default_subscriber_id", "make_invoker"]
+__all__ = [
+    "DeliveryCounters",
+    "Invoker",
+    "SubscriberStats",
+    "Subscription",
+    "default_subscriber_id",
+    "make_invoker",
+]
 
 #: What a backend calls for each delivery: an async function of the event.
 Invoker = Callable[[Event], Awaitable[Any]]
@@ -67,6 +74,31 @@ class SubscriberStats:
     dropped: int
     queued: int
     lost: int = 0
+
+
+class DeliveryCounters:
+    """The counters every backend's per-subscription worker keeps."""
+
+    __slots__ = ("dead_lettered", "dropped", "failed", "handled", "lost", "retried")
+
+    def reset_counters(self) -> None:
+        """Start every counter at zero."""
+        self.handled = self.failed = self.retried = 0
+        self.dead_lettered = self.dropped = self.lost = 0
+
+    def snapshot(self, sub: Subscription, queued: int) -> SubscriberStats:
+        """The counters as a :class:`SubscriberStats` record."""
+        return SubscriberStats(
+            subscriber=sub.id,
+            event_type=sub.event_name,
+            handled=self.handled,
+            failed=self.failed,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            dropped=self.dropped,
+            queued=queued,
+            lost=self.lost,
+        )
 
 
 def default_subscriber_id(handler: Callable[..., Any]) -> str:
