@@ -15,9 +15,9 @@ import functools
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import from_json
 
 from ._event import Event, resolve_event_type
@@ -166,13 +166,34 @@ def _time_text(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decode_envelope(raw: bytes | str, known: dict[str, type[Event]] | None = None) -> Envelope:
+def decode_envelope(
+    raw: bytes | str,
+    known: dict[str, type[Event]] | None = None,
+    expected: type[Event] | None = None,
+) -> Envelope:
     """Parse CloudEvents JSON back into an :class:`Envelope`.
 
     Raises :class:`InvalidEnvelopeError` when ``raw`` is not a valid hookbus
     envelope (not JSON, a required attribute missing, an unknown type, or
     ``data`` failing the event's validation); the message gives the reason.
+    ``expected``: the event class the caller expects (a stream of one
+    type): such envelopes are parsed and validated in one pass.
     """
+    if expected is not None:
+        try:
+            wire: Any = _wire_model(expected).model_validate_json(raw)
+        except ValidationError:
+            pass  # not the expected shape: the general path says precisely why
+        else:
+            return Envelope(
+                wire.id,
+                wire.data,
+                wire.source,
+                correlation_id=wire.correlationid,
+                causation_id=wire.causationid,
+                traceparent=wire.traceparent,
+                time=wire.time,
+            )
     try:
         doc = from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
@@ -201,6 +222,28 @@ def decode_envelope(raw: bytes | str, known: dict[str, type[Event]] | None = Non
         causation_id=_opt_str(doc, "causationid"),
         traceparent=_opt_str(doc, "traceparent"),
         time=_parse_time(doc.get("time")),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _wire_model(cls: type[Event]) -> type[BaseModel]:
+    """A model of the whole envelope of ``cls``, so pydantic-core parses it at once."""
+    optional: Any = (str | None, None)
+    fields: dict[str, Any] = {
+        "specversion": (Literal["1.0"], ...),
+        "id": (str, ...),
+        "source": (str, ...),
+        "type": (Literal[cls.__event_name__], ...),
+        "time": (AwareDatetime | None, None),
+        "correlationid": optional,
+        "causationid": optional,
+        "traceparent": optional,
+    }
+    return create_model(
+        f"{cls.__name__}Envelope",
+        __config__=ConfigDict(extra="ignore"),
+        **fields,
+        data=(cls, ...),
     )
 
 

@@ -185,7 +185,7 @@ class StreamConsumer(DeliveryCounters):
                 raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
             if len(raw) > limit:
                 raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-            envelope = decode_envelope(raw, self.backend.types)
+            envelope = decode_envelope(raw, self.backend.types, self.sub.event_type)
         except InvalidEnvelopeError as exc:
             await self._dead_letter(entry, None, attempt, exc)
             return

@@ -1,9 +1,10 @@
 """Emitting in redis mode: concurrent emits pipelined together.
 
 Every ``publish`` appends its envelope to a batch and waits for its own
-result; one flusher task sends the batch as a single pipeline (``STORE``
-script for durable events: XADD + PUBLISH; PUBLISH alone for ephemeral ones)
-while the next batch gathers. So concurrent emits share round trips, and
+result; one flusher task sends the whole batch as one ``STORE`` script call
+(XADD + PUBLISH for each durable event, PUBLISH for each ephemeral one)
+while the next batch gathers: one command and one reply per batch, however
+many events it holds. So concurrent emits share round trips, and
 each still returns only once its own entry is stored.
 
 When Redis cannot be reached the flusher retries with backoff until
@@ -17,19 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from ._envelope import Envelope
 from ._exceptions import BusClosedError, BusUnavailableError
 from ._keys import Keys
 from ._redis_client import Backoff, Redis, is_transient, redis_errors
-from ._redis_scripts import STORE, live_message
+from ._redis_scripts import STORE
 
 __all__ = ["Publisher"]
 
 logger = logging.getLogger("hookbus")
 
-MAX_BATCH = 1000
+MAX_BATCH = 500
 
 _Waiting = tuple[Envelope, "asyncio.Future[bytes | None]", float]
 
@@ -73,26 +73,24 @@ class Publisher:
                 try:
                     results = await self._send(batch)
                 except Exception as exc:
+                    if isinstance(exc, redis_errors.NoScriptError):
+                        self._sha = None  # the server lost its scripts (restart)
+                        continue
                     if not is_transient(exc):
-                        _fail(batch, exc)
+                        _fail(batch, _translate(exc))
                         break
                     batch = self._expire(batch, exc)
                     await backoff.sleep()
                     continue
                 backoff.reset()
-                retry: list[_Waiting] = []
-                for waiting, result in zip(batch, results, strict=True):
-                    future = waiting[1]
-                    if isinstance(result, redis_errors.NoScriptError):
-                        retry.append(waiting)  # the server lost its scripts (restart)
-                    elif isinstance(result, Exception):
-                        if not future.done():
-                            future.set_exception(_translate(result))
-                    elif not future.done():
-                        future.set_result(result if isinstance(result, bytes) else None)
-                if retry:
-                    self._sha = None
-                batch = retry
+                for (_, future, _), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue  # the emitter was cancelled
+                    if result.startswith(b"ERR "):
+                        future.set_exception(_translate(Exception(result[4:].decode())))
+                    else:
+                        future.set_result(None if result == b"-" else result)
+                break
 
     def _expire(self, batch: list[_Waiting], exc: BaseException) -> list[_Waiting]:
         """Fail the emits that waited ``emit_timeout``; keep the others."""
@@ -107,29 +105,32 @@ class Publisher:
             )
         return [w for w in batch if now - w[2] < self._timeout]
 
-    async def _send(self, batch: list[_Waiting]) -> list[Any]:
+    async def _send(self, batch: list[_Waiting]) -> list[bytes]:
+        """Store the batch with one STORE call; one result per item."""
         keys = self._keys
         if self._sha is None:
             self._sha = await self._client.script_load(STORE)
-        sha = self._sha
-        pipe = self._client.pipeline(transaction=False)
+        streams: list[str] = []
+        args: list[bytes | str] = []
         for envelope, _, _ in batch:
-            encoded = envelope.encode()
-            channel = keys.live(envelope.type)
             if envelope.durable:
-                pipe.evalsha(sha, 1, keys.stream(envelope.type), encoded, channel)
+                streams.append(keys.stream(envelope.type))
+                args.append(b"d")
             else:
-                pipe.publish(channel, live_message(None, encoded))
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+                args.append(b"e")
+            args.append(envelope.encode())
+            args.append(keys.live(envelope.type))
+        results: list[bytes] = await self._client.evalsha(self._sha, len(streams), *streams, *args)
         return results
 
 
 def _translate(exc: Exception) -> Exception:
-    if isinstance(exc, redis_errors.NoPermissionError):
-        return BusUnavailableError(f"Redis refused to store the event (ACL): {exc}")
-    if isinstance(exc, redis_errors.OutOfMemoryError):
-        return BusUnavailableError(f"Redis is out of memory (maxmemory reached): {exc}")
-    return BusUnavailableError(f"Redis refused the event: {exc}")
+    text = str(exc)
+    if isinstance(exc, redis_errors.NoPermissionError) or "NOPERM" in text:
+        return BusUnavailableError(f"Redis refused to store the event (ACL): {text}")
+    if isinstance(exc, redis_errors.OutOfMemoryError) or text.startswith("OOM"):
+        return BusUnavailableError(f"Redis is out of memory (maxmemory reached): {text}")
+    return BusUnavailableError(f"Redis refused the event: {text}")
 
 
 def _fail(batch: list[_Waiting], exc: BaseException) -> None:

@@ -1,8 +1,10 @@
 """Lua scripts run by Redis, so that each step is atomic on the server.
 
-``STORE``: append a durable event to its stream and announce it live, with
-its stream id, in one round trip (the announcement can only follow a
-successful store).
+``STORE``: store a batch of emitted events in one round trip. Each durable
+event is appended to its stream and then announced live with its stream id
+(so an announcement always follows a successful store); each ephemeral one
+is only published. Every item gets its own result (a stream id, ``-``, or
+the error), so one refused event does not fail the others.
 
 ``TRIM``: trim a stream by the retention policy, but never below the oldest
 entry that some consumer group has not acknowledged: every group's oldest
@@ -14,10 +16,28 @@ from __future__ import annotations
 
 __all__ = ["STORE", "TRIM", "live_message", "parse_live_message"]
 
+# ARGV: triples (kind 'd' durable / 'e' ephemeral, envelope, channel);
+# KEYS: the stream of each durable item, in order.
 STORE = """
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-redis.call('PUBLISH', ARGV[2], id .. ' ' .. ARGV[1])
-return id
+local results = {}
+local key = 1
+for i = 1, #ARGV, 3 do
+  local payload, channel = ARGV[i + 1], ARGV[i + 2]
+  if ARGV[i] == 'd' then
+    local id = redis.pcall('XADD', KEYS[key], '*', 'e', payload)
+    key = key + 1
+    if type(id) == 'table' and id.err then
+      results[#results + 1] = 'ERR ' .. id.err
+    else
+      redis.call('PUBLISH', channel, id .. ' ' .. payload)
+      results[#results + 1] = id
+    end
+  else
+    redis.call('PUBLISH', channel, '- ' .. payload)
+    results[#results + 1] = '-'
+  end
+end
+return results
 """
 
 # KEYS[1] stream; ARGV[1] max length ('' for none); ARGV[2] oldest id kept by age ('' for none)
