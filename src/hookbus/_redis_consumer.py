@@ -23,9 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._context import _worker
 from ._envelope import Envelope, decode_envelope
@@ -43,9 +42,8 @@ logger = logging.getLogger("hookbus")
 _Retry = tuple[bytes, bytes, int]  # stream key, entry id, attempt
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A stream entry being delivered."""
+class _Entry(NamedTuple):
+    """A stream entry being delivered (built only when it fails)."""
 
     stream: bytes
     id: bytes
@@ -178,7 +176,6 @@ class StreamConsumer(DeliveryCounters):
         """Run the handler on one entry; ack, schedule a retry, or dead-letter it."""
         self._held[stream].add(entry_id)
         raw = fields.get(b"e")
-        entry = _Entry(stream, entry_id, raw)
         limit = self.backend.settings.max_event_size
         try:
             if raw is None:
@@ -187,12 +184,12 @@ class StreamConsumer(DeliveryCounters):
                 raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
             envelope = decode_envelope(raw, self.backend.types, self.sub.event_type)
         except InvalidEnvelopeError as exc:
-            await self._dead_letter(entry, None, attempt, exc)
+            await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
             return
         max_attempts = self.sub.retry.max_attempts
         if attempt > max_attempts:  # earlier deliveries crashed their consumer
             await self._dead_letter(
-                entry,
+                _Entry(stream, entry_id, raw),
                 envelope,
                 attempt - 1,
                 RuntimeError(f"delivered {attempt - 1} times without being acknowledged"),
@@ -203,12 +200,12 @@ class StreamConsumer(DeliveryCounters):
         try:
             await self.invoke(envelope.event)
         except Exception as exc:
-            await self._failed(entry, envelope, attempt, exc)
+            await self._failed(_Entry(stream, entry_id, raw), envelope, attempt, exc)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            await self._failed(entry, envelope, attempt, exc)
+            await self._failed(_Entry(stream, entry_id, raw), envelope, attempt, exc)
         else:
             self.handled += 1
             self._acks[stream].append(entry_id)
