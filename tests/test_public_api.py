@@ -41,6 +41,7 @@ EXPECTED_ALL = [
     "InvalidEventError",
     "Listener",
     "ListenerOverflowError",
+    "LiveStatistics",
     "RedisOptions",
     "RetryPolicy",
     "Settings",

@@ -151,3 +151,29 @@ async def test_ephemeral_events_reach_every_process(redis_url: str, redis_prefix
     finally:
         for bus in buses:
             await bus.stop()
+
+
+async def test_ephemeral_events_missed_during_a_disconnect_are_counted(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    rec = Recorder[Blink]()
+    bus.subscribe(Blink, rec, name="screen")
+    client = raw_client(redis_url)
+    try:
+        async with bus:
+            await bus.drain(timeout=10)
+            await bus.emit(Blink(n=0))
+            await rec.wait_for(1)
+            await client.client_kill_filter(_type="pubsub")
+            for n in range(1, 21):
+                await bus.emit(Blink(n=n))
+            async with asyncio.timeout(10):
+                while bus.live_statistics().disconnects < 1:  # noqa: ASYNC110 - feed state
+                    await asyncio.sleep(0.01)
+            await bus.drain(timeout=10)
+            stats = bus.live_statistics()
+    finally:
+        await client.aclose()
+    assert stats.disconnects >= 1
+    assert len(rec.events) + stats.missed == 21  # each one either arrived or is counted

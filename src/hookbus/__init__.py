@@ -26,7 +26,7 @@ from ._exceptions import (
     UnknownEventError,
     UnsupportedError,
 )
-from ._live import Listener
+from ._live import Listener, LiveStatistics
 from ._redis_options import RedisOptions
 from ._retry import RetryPolicy
 from ._settings import Settings
@@ -53,6 +53,7 @@ __all__ = [
     "InvalidEventError",
     "Listener",
     "ListenerOverflowError",
+    "LiveStatistics",
     "RedisOptions",
     "RetryPolicy",
     "Settings",

@@ -31,7 +31,7 @@ from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope
 from ._exceptions import UnsupportedError
-from ._live import LiveHub
+from ._live import LiveHub, LiveStatistics
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription
 
@@ -93,6 +93,10 @@ class Backend(ABC):
     @abstractmethod
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process."""
+
+    def live_statistics(self) -> LiveStatistics:
+        """Disconnects and gaps of the live side (nothing to report in-process)."""
+        return LiveStatistics()
 
     async def replay(self, subscriber: str, event_type: str | None, since: str | datetime) -> int:
         """Deliver ``subscriber``'s events from ``since`` on again; how many groups rewound.

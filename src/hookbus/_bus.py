@@ -20,7 +20,7 @@ from ._envelope import Envelope
 from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
 from ._ids import new_event_id
-from ._live import Listener
+from ._live import Listener, LiveStatistics
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
 from ._size import SizePlan, check_size, needs_check, size_plan
@@ -370,6 +370,11 @@ class EventBus:
                 + ("" if name is None else f" to {name!r}")
                 + " on this bus"
             )
+
+    def live_statistics(self) -> LiveStatistics:
+        """Pub/Sub disconnects of this process, ephemeral events missed meanwhile, and
+        durable events caught up from the streams for live listeners (redis mode)."""
+        return self._backend.live_statistics()
 
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process (handled, failed, retried, ...)."""

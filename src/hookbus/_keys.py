@@ -13,6 +13,7 @@ multi-key commands hookbus sends need.
                                                announcements of stored durable ones
 ``<p>:sync:<consumer>``                        Pub/Sub channel of one process, for drain
 ``<p>:lost``                                   hash: counters of entries found missing
+``<p>:published``                              hash: ephemeral messages sent, per channel
 =============================================  ==========================================
 
 Consumer groups are named by subscriber id; consumers by process
@@ -68,6 +69,10 @@ class Keys:
     def sync(self, consumer: str) -> str:
         """Pub/Sub channel a process publishes to itself, to know its feed caught up."""
         return f"{self.base}:sync:{consumer}"
+
+    def published(self) -> str:
+        """Hash counting ephemeral messages published, per channel (to count gaps)."""
+        return f"{self.base}:published"
 
     def lost(self) -> str:
         """Hash counting, per stream, pending entries that vanished before being handled."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from ._envelope import Envelope
 from ._exceptions import ListenerOverflowError
 
-__all__ = ["Listener", "LiveHub"]
+__all__ = ["Listener", "LiveHub", "LiveStatistics"]
 
 
 class Listener:
@@ -100,6 +101,21 @@ class Listener:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStatistics:
+    """What the live side of this process went through.
+
+    ``disconnects``: times the Pub/Sub connection was lost; ``missed``:
+    ephemeral events published meanwhile that this process did not get (an
+    estimate, from a server-side count); ``caught_up``: durable events given
+    to live listeners from the streams after a disconnect.
+    """
+
+    disconnects: int = 0
+    missed: int = 0
+    caught_up: int = 0
 
 
 class LiveHub:

@@ -29,6 +29,7 @@ from ._envelope import Envelope
 from ._event import Event
 from ._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscriberError
 from ._keys import Keys, consumer_name
+from ._live import LiveStatistics
 from ._local import LocalBackend
 from ._redis_client import Backoff, Redis, is_transient, make_client
 from ._redis_consumer import StreamConsumer
@@ -314,6 +315,10 @@ class RedisBackend(Backend):
             consumername=self.consumer,
         )
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+
+    def live_statistics(self) -> LiveStatistics:
+        feed = self.live
+        return LiveStatistics(feed.disconnects, feed.missed, feed.caught_up)
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()

@@ -46,6 +46,10 @@ class LiveFeed:
         self.disconnects = 0
         #: Durable events replayed to live listeners from the streams after a disconnect.
         self.caught_up = 0
+        #: Ephemeral events published while disconnected (server count minus received).
+        self.missed = 0
+        self._published_at: dict[str, int] = {}  # type -> server count when subscribed
+        self._received: dict[str, int] = {}
         self.ready = asyncio.Event()
         self._sync_channel = backend.keys.sync(backend.consumer).encode()
         self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
@@ -67,6 +71,8 @@ class LiveFeed:
         while True:
             pubsub = self._backend.blocking.pubsub()
             try:
+                if reconnecting:
+                    await self._count_missed()
                 self._subscribed = set()
                 self._confirmed.clear()
                 await pubsub.subscribe(self._sync_channel)
@@ -150,9 +156,13 @@ class LiveFeed:
         self._dirty = False
         wanted = self.wanted()
         keys = self._backend.keys
-        new = wanted - self._subscribed
+        new = sorted(wanted - self._subscribed)
         if new:
-            await pubsub.subscribe(*(keys.live(t) for t in sorted(new)))
+            counts = await self._published_counts(new)
+            for event_type in new:
+                self._published_at[event_type] = counts[event_type]
+                self._received[event_type] = 0
+            await pubsub.subscribe(*(keys.live(t) for t in new))
         gone = self._subscribed - wanted
         if gone:
             await pubsub.unsubscribe(*(keys.live(t) for t in sorted(gone)))
@@ -166,10 +176,33 @@ class LiveFeed:
             logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
             return
         if stream_id is None:
+            self._received[envelope.type] = self._received.get(envelope.type, 0) + 1
             self._backend.deliver_ephemeral(envelope)
         else:
             self._last_stream_id[envelope.type] = stream_id
         self._backend.hub.deliver(envelope)
+
+    async def _published_counts(self, event_types: list[str]) -> dict[str, int]:
+        keys = self._backend.keys
+        values = await self._backend.client.hmget(
+            keys.published(), [keys.live(t) for t in event_types]
+        )
+        return {t: int(v or 0) for t, v in zip(event_types, values, strict=True)}
+
+    async def _count_missed(self) -> None:
+        """After a reconnect: ephemeral events sent since we subscribed that never came."""
+        before = dict(self._published_at)
+        if not before:
+            return
+        now = await self._published_counts(sorted(before))
+        missed = sum(max(0, now[t] - before[t] - self._received.get(t, 0)) for t in before)
+        self.missed += missed
+        self._published_at.clear()
+        self._received.clear()
+        if missed:
+            logger.warning(
+                "hookbus live feed: %d ephemeral event(s) were missed while disconnected", missed
+            )
 
     async def _catch_up(self) -> None:
         """Give live listeners the durable events stored while the connection was down."""

@@ -120,6 +120,7 @@ class Publisher:
                 args.append(b"e")
             args.append(envelope.encode())
             args.append(keys.live(envelope.type))
+        streams.append(keys.published())
         results: list[bytes] = await self._client.evalsha(self._sha, len(streams), *streams, *args)
         return results
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 __all__ = ["STORE", "TRIM", "live_message", "parse_live_message"]
 
 # ARGV: triples (kind 'd' durable / 'e' ephemeral, envelope, channel);
-# KEYS: the stream of each durable item, in order.
+# KEYS: the stream of each durable item, in order, then the hash counting
+# ephemeral messages per channel (live feeds compare it to what they got).
 STORE = """
 local results = {}
 local key = 1
@@ -34,6 +35,7 @@ for i = 1, #ARGV, 3 do
     end
   else
     redis.call('PUBLISH', channel, '- ' .. payload)
+    redis.call('HINCRBY', KEYS[#KEYS], channel, 1)
     results[#results + 1] = '-'
   end
 end
