@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from ._backend import Backend
 from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
-from ._envelope import Envelope
+from ._envelope import Envelope, decode_envelope
 from ._event import Event
 from ._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscriberError
 from ._keys import Keys, consumer_name
@@ -44,6 +44,8 @@ from ._subscription import SubscriberStats, Subscription
 __all__ = ["RedisBackend"]
 
 logger = logging.getLogger("hookbus")
+
+DECODED_CACHE = 4096  # envelopes kept for the other subscriptions reading the same entries
 
 
 class RedisBackend(Backend):
@@ -73,6 +75,7 @@ class RedisBackend(Backend):
         self.publisher: Publisher | None = None
         self.dead_letter_store: DeadLetterStore | None = None
         self.live = LiveFeed(self)
+        self._decoded: dict[tuple[type[Event], bytes], Envelope] = {}
         self.hub.on_change = self.live.mark_dirty
         self.maintenance = Maintenance(self)
 
@@ -319,6 +322,18 @@ class RedisBackend(Backend):
     def live_statistics(self) -> LiveStatistics:
         feed = self.live
         return LiveStatistics(feed.disconnects, feed.missed, feed.caught_up)
+
+    def decoded(self, entry_id: bytes, raw: bytes, expected: type[Event]) -> Envelope:
+        """The envelope of a stream entry, decoded once for all the subscriptions of
+        this process that read it (events are immutable: sharing is safe)."""
+        key = (expected, entry_id)
+        envelope = self._decoded.get(key)
+        if envelope is None:
+            envelope = decode_envelope(raw, self.types, expected)
+            self._decoded[key] = envelope
+            if len(self._decoded) > DECODED_CACHE:
+                del self._decoded[next(iter(self._decoded))]
+        return envelope
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()

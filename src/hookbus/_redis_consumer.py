@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._context import _worker
-from ._envelope import Envelope, decode_envelope
+from ._envelope import Envelope
 from ._exceptions import InvalidEnvelopeError
 from ._redis_client import Backoff, is_nogroup, is_transient, redis_errors
 from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
@@ -182,7 +182,7 @@ class StreamConsumer(DeliveryCounters):
                 raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
             if len(raw) > limit:
                 raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-            envelope = decode_envelope(raw, self.backend.types, self.sub.event_type)
+            envelope = self.backend.decoded(entry_id, raw, self.sub.event_type)
         except InvalidEnvelopeError as exc:
             await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
             return

@@ -86,8 +86,10 @@ class LiveFeed:
                     message = await pubsub.get_message(timeout=0.2)
                     if self._dirty or message is None:
                         await self._sync_channels(pubsub)
-                    if message is not None:
+                    while message is not None:
                         self._receive(message)
+                        # Take what is already buffered without waiting again.
+                        message = await pubsub.get_message(timeout=0)
             except asyncio.CancelledError:
                 await _close(pubsub)
                 raise
@@ -171,7 +173,9 @@ class LiveFeed:
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         stream_id, encoded = parse_live_message(data)
         try:
-            envelope = decode_envelope(encoded, self._backend.types)
+            envelope = decode_envelope(
+                encoded, self._backend.types, self._backend.types.get(self._type_of(channel))
+            )
         except InvalidEnvelopeError as exc:
             logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
             return
@@ -181,6 +185,9 @@ class LiveFeed:
         else:
             self._last_stream_id[envelope.type] = stream_id
         self._backend.hub.deliver(envelope)
+
+    def _type_of(self, channel: bytes) -> str:
+        return self._backend.keys.event_type_of_channel(channel.decode())
 
     async def _published_counts(self, event_types: list[str]) -> dict[str, int]:
         keys = self._backend.keys
