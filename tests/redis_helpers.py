@@ -15,13 +15,16 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from apps.shop import SUBSCRIBERS, SaleClosed, calls_key, handled_key
@@ -142,11 +145,6 @@ class Worker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def log(self) -> str:
         """Everything the current run printed."""
         try:
@@ -210,6 +208,16 @@ class WorkerPool:
                 worker.kill()
 
 
+@pytest.fixture(name="workers")
+def workers_fixture(tmp_path: Path) -> Iterator[WorkerPool]:
+    """Import it into a test module to get the ``workers`` fixture: a pool killed at the end."""
+    pool = WorkerPool(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @contextlib.asynccontextmanager
 async def raw_redis(url: str) -> AsyncIterator[aioredis.Redis]:
     """A plain client (closed at the end) to look at what hookbus stored."""
@@ -220,14 +228,16 @@ async def raw_redis(url: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
+def redis_bus(url: str, prefix: str, **options: Any) -> EventBus:
+    """A redis-mode bus under ``prefix`` with fast retries; ``options`` for RedisOptions."""
+    redis_options = RedisOptions(prefix=prefix, **options)
+    return EventBus(mode="redis", redis_url=url, settings=test_settings(redis=redis_options))
+
+
 def emitter_bus(url: str, prefix: str, **options: Any) -> EventBus:
     """A redis-mode bus that only emits, declaring the shop's subscribers (so their groups
     exist from its start on) without consuming."""
-    bus = EventBus(
-        mode="redis",
-        redis_url=url,
-        settings=test_settings(redis=RedisOptions(prefix=prefix, consume=False, **options)),
-    )
+    bus = redis_bus(url, prefix, consume=False, **options)
 
     async def never_called(sale: SaleClosed) -> None:
         raise AssertionError("consume=False: no handler may run here")
@@ -271,3 +281,34 @@ async def caught_up(client: aioredis.Redis, prefix: str, group: str) -> bool:
 def _id(entry_id: bytes) -> tuple[int, int]:
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)
+
+
+def sale(sale_id: int) -> SaleClosed:
+    """Sale ``sale_id`` (its total in cents is its id)."""
+    return SaleClosed(sale_id=sale_id, total=Decimal(sale_id) / 100)
+
+
+def all_caught_up(client: aioredis.Redis, prefix: str) -> Callable[[], Awaitable[bool]]:
+    """A condition for :func:`wait_until`: both shop subscribers handled everything stored."""
+
+    async def condition() -> bool:
+        return all([await caught_up(client, prefix, s) for s in SUBSCRIBERS])
+
+    return condition
+
+
+def in_flight(client: aioredis.Redis, prefix: str, sale_id: int) -> Callable[[], Awaitable[bool]]:
+    """A condition for :func:`wait_until`: both shop handlers were called on ``sale_id``."""
+
+    async def condition() -> bool:
+        return all([sale_id in await calls(client, prefix, s) for s in SUBSCRIBERS])
+
+    return condition
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (for now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
