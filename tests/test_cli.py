@@ -145,16 +145,6 @@ def test_bad_target_exits_non_zero_with_a_clear_message(
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: hookbus._cli.load_bus turns only ImportError/AttributeError into a message, "
-        "and main() calls load_bus() outside its `except HookbusError`: a HookbusError raised "
-        "while importing the app (EventBus() with EVENT_BUS_MODE=bogus raises "
-        "ConfigurationError) or by calling a callable target escapes as a Python traceback"
-    ),
-)
 @pytest.mark.parametrize(
     ("target", "env", "message"),
     [
@@ -271,18 +261,6 @@ async def test_dead_letters_command_lists_retries_and_discards(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: `hookbus dead-letters` runs `async with bus:`, which starts the app's durable "
-        "consumers (unless HOOKBUS_CONSUME=0): a mere listing joins every consumer group, "
-        "XREADGROUPs up to read_count entries, may run handlers, and leaves what it read "
-        "pending under its dead consumer name; each run also counts one more delivery "
-        "(XAUTOCLAIM), so a few listings while workers are down dead-letter events that "
-        "never failed ('delivered N times without being acknowledged')"
-    ),
-)
 async def test_listing_dead_letters_runs_no_handler(redis_url: str, redis_prefix: str) -> None:
     env = shop_env(redis_url, redis_prefix)  # the environment the workers run with
     stream = f"{redis_prefix}:{SALE_STREAM}"

@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import pytest
 import redis
-from redis import exceptions as redis_errors
 
 from hookbus import BusUnavailableError, Event, EventBus, HookbusError
 from hookbus._redis_options import RedisOptions
@@ -174,15 +173,6 @@ async def test_user_without_access_to_the_prefix_fails_promptly(
     assert took < PROMPTLY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=redis_errors.NoPermissionError,
-    reason=(
-        "BUG: RedisBackend.start lets redis.exceptions.NoPermissionError from XGROUP CREATE "
-        "escape untranslated (is_transient() is False, _until_reachable re-raises it), "
-        "although every error of the libraries underneath should become a HookbusError"
-    ),
-)
 async def test_consumer_without_access_to_the_prefix_gets_a_hookbus_error(
     redis_server: RedisServer, acl_user: tuple[str, str]
 ) -> None:
@@ -196,17 +186,6 @@ async def test_consumer_without_access_to_the_prefix_gets_a_hookbus_error(
         await bus.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: with no permission on the prefix's channels, the live feed treats NOPERM from "
-        "SUBSCRIBE as an unexpected error and retries every ~50 ms (backoff is reset once "
-        "SUBSCRIBE is sent, before its reply), logging a traceback each time; start() then "
-        "waits the whole emit_timeout and raises BusUnavailableError('Redis at ... "
-        "unreachable for 2.0s: ') with an empty TimeoutError cause, never naming the ACL"
-    ),
-)
 async def test_emitter_without_access_to_the_prefix_is_told_why(
     redis_server: RedisServer, acl_user: tuple[str, str]
 ) -> None:

@@ -331,7 +331,9 @@ class EventBus:
 
         Both kinds are seen: ephemeral events as broadcast, durable ones once
         stored. Use ``async with bus.listen(SaleClosed) as feed: async for
-        envelope in feed: ...``. A listener more than ``buffer`` events
+        envelope in feed: ...``; entering the ``async with`` waits until the
+        listener is in place (redis mode: subscribed), so nothing emitted
+        after it is missed. A listener more than ``buffer`` events
         behind (default ``settings.redis.live_buffer``) is closed with
         :class:`ListenerOverflowError`; it never slows the bus.
         """

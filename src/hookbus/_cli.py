@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ._bus import EventBus
 from ._exceptions import HookbusError
@@ -80,23 +81,35 @@ async def run_worker(bus: EventBus, stop_timeout: float | None = None) -> None:
 
 
 async def dead_letters(bus: EventBus, args: argparse.Namespace) -> None:
-    """The ``dead-letters`` sub-command."""
-    async with bus:
-        for letter_id in args.retry:
-            await bus.retry_dead_letter(letter_id)
-            print(f"re-queued {letter_id}")
-        for letter_id in args.discard:
-            await bus.discard_dead_letter(letter_id)
-            print(f"discarded {letter_id}")
-        if args.retry or args.discard:
-            return
-        letters = await bus.dead_letters(args.subscriber, limit=args.limit)
-        for letter in letters:
-            print(
-                f"{letter.id}  {letter.subscriber}  {letter.event_type}  {letter.event_id}  "
-                f"attempts={letter.attempts}  {letter.error_type}: {letter.error_message}"
-            )
-        print(f"{len(letters)} dead letter(s)")
+    """The ``dead-letters`` sub-command.
+
+    It runs no handler: it works on a bus with the same settings and no
+    subscriptions (in redis mode the dead letters are in Redis; in local mode
+    they live in the memory of the running process, so there are none here).
+    """
+    settings = bus.settings.with_options(redis=replace(bus.settings.redis, consume=False))
+    async with EventBus(settings=settings) as admin:
+        await _dead_letter_actions(admin, args)
+    if bus.mode == "local":
+        print("(local mode keeps dead letters in the memory of the running process)")
+
+
+async def _dead_letter_actions(bus: EventBus, args: argparse.Namespace) -> None:
+    for letter_id in args.retry:
+        await bus.retry_dead_letter(letter_id)
+        print(f"re-queued {letter_id}")
+    for letter_id in args.discard:
+        await bus.discard_dead_letter(letter_id)
+        print(f"discarded {letter_id}")
+    if args.retry or args.discard:
+        return
+    letters = await bus.dead_letters(args.subscriber, limit=args.limit)
+    for letter in letters:
+        print(
+            f"{letter.id}  {letter.subscriber}  {letter.event_type}  {letter.event_id}  "
+            f"attempts={letter.attempts}  {letter.error_type}: {letter.error_message}"
+        )
+    print(f"{len(letters)} dead letter(s)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,7 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    bus = load_bus(args.target)
+    try:
+        bus = load_bus(args.target)
+    except HookbusError as exc:
+        print(f"hookbus: cannot load {args.target}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"hookbus: cannot load {args.target}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "worker":
             asyncio.run(run_worker(bus, args.stop_timeout))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -92,6 +92,10 @@ class Listener:
         return self._buffer.popleft()
 
     async def __aenter__(self) -> Self:
+        """Return once the listener receives everything emitted from now on, in
+        every process (redis mode: its channels are subscribed)."""
+        if self._hub.settle is not None:
+            await self._hub.settle()
         return self
 
     async def __aexit__(
@@ -125,6 +129,8 @@ class LiveHub:
         self._listeners: list[Listener] = []
         #: Called when listeners come or go (the redis feed resubscribes).
         self.on_change: Callable[[], None] | None = None
+        #: Awaited by ``async with listener``: returns once new listeners are in place.
+        self.settle: Callable[[], Awaitable[None]] | None = None
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -31,7 +31,7 @@ from ._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscr
 from ._keys import Keys, consumer_name
 from ._live import LiveStatistics
 from ._local import LocalBackend
-from ._redis_client import Backoff, Redis, is_transient, make_client
+from ._redis_client import Backoff, Redis, is_refused, is_transient, make_client, refused_error
 from ._redis_consumer import StreamConsumer
 from ._redis_dead_letters import DeadLetterStore
 from ._redis_live import LiveFeed
@@ -77,6 +77,7 @@ class RedisBackend(Backend):
         self.live = LiveFeed(self)
         self._decoded: dict[tuple[type[Event], bytes], Envelope] = {}
         self.hub.on_change = self.live.mark_dirty
+        self.hub.settle = self._settle_listeners
         self.maintenance = Maintenance(self)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -110,7 +111,10 @@ class RedisBackend(Backend):
     async def _wait_live_ready(self) -> None:
         """The live feed listens (confirmed by Redis) to every channel it needs."""
         async with asyncio.timeout(self.settings.redis.emit_timeout):
-            await self.live.ready.wait()
+            while not self.live.ready.is_set():
+                if self.live.refusal is not None:
+                    raise refused_error(self.live.refusal, _safe_url(self.settings.redis_url))
+                await asyncio.sleep(0.01)
             await self.live.round_trip(self.client)
 
     async def _until_reachable(self, action: Callable[[], Awaitable[None]]) -> None:
@@ -124,6 +128,11 @@ class RedisBackend(Backend):
                 await action()
                 return
             except Exception as exc:
+                if self.live.refusal is not None:
+                    url = _safe_url(self.settings.redis_url)
+                    raise refused_error(self.live.refusal, url) from exc
+                if is_refused(exc):
+                    raise refused_error(exc, _safe_url(self.settings.redis_url)) from exc
                 if not (is_transient(exc) or isinstance(exc, TimeoutError)):
                     raise
                 if loop.time() >= deadline:
@@ -235,6 +244,10 @@ class RedisBackend(Backend):
         """Wait until Pub/Sub messages published so far have reached this process."""
         await self.live.ready.wait()
         await self.live.round_trip(self.client)
+
+    async def _settle_listeners(self) -> None:
+        if self._running:
+            await self._sync_live()
 
     async def _settled(self) -> bool:
         for consumer in self._consumers.values():

@@ -29,9 +29,11 @@ __all__ = [
     "Backoff",
     "Redis",
     "is_nogroup",
+    "is_refused",
     "is_transient",
     "make_client",
     "redis_errors",
+    "refused_error",
 ]
 
 #: The client type as hookbus sees it. redis-py types every reply as a union
@@ -51,8 +53,32 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def is_refused(exc: BaseException) -> bool:
+    """Whether Redis refuses us for good: bad credentials, ACL, TLS verification."""
+    if isinstance(
+        exc,
+        redis_errors.AuthenticationError
+        | redis_errors.AuthorizationError
+        | redis_errors.NoPermissionError,
+    ):
+        return True
+    text = str(exc)
+    return "NOPERM" in text or "WRONGPASS" in text or "CERTIFICATE_VERIFY_FAILED" in text
+
+
+def refused_error(exc: BaseException, url: str) -> ConfigurationError:
+    """The ConfigurationError that explains a refusal."""
+    return ConfigurationError(
+        f"Redis at {url} refused hookbus: {exc}. Check the user and password of "
+        "HOOKBUS_REDIS_URL, the ACL (the user needs ~<prefix>:* and &<prefix>:*, and the "
+        "stream, pubsub and scripting commands), and for rediss:// the CA (?ssl_ca_certs=)"
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` means "Redis is unreachable for now" rather than a bug."""
+    if is_refused(exc):
+        return False
     if isinstance(exc, redis_errors.ResponseError):
         text = str(exc)
         return text.startswith(("LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN"))

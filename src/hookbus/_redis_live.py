@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._envelope import Envelope, decode_envelope
 from ._exceptions import InvalidEnvelopeError
-from ._redis_client import Backoff, is_transient
+from ._redis_client import Backoff, is_refused, is_transient
 from ._redis_scripts import parse_live_message
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class LiveFeed:
         self._confirmed: set[bytes] = set()
         self._confirmations = asyncio.Event()
         self._dirty = True
+        #: Set when Redis refuses the subscription (ACL): start() reports it.
+        self.refusal: BaseException | None = None
 
     def wanted(self) -> set[str]:
         """Event types whose channel this process must listen to."""
@@ -81,12 +83,12 @@ class LiveFeed:
                     await self._catch_up()
                     logger.warning("hookbus live feed: reconnected to Redis Pub/Sub")
                 self.ready.set()
-                backoff.reset()
                 while True:
                     message = await pubsub.get_message(timeout=0.2)
                     if self._dirty or message is None:
                         await self._sync_channels(pubsub)
                     while message is not None:
+                        backoff.reset()
                         self._receive(message)
                         # Take what is already buffered without waiting again.
                         message = await pubsub.get_message(timeout=0)
@@ -96,6 +98,12 @@ class LiveFeed:
             except Exception as exc:
                 await _close(pubsub)
                 self.ready.clear()
+                if is_refused(exc):
+                    if self.refusal is None:
+                        logger.error("hookbus live feed: Redis refused the subscription: %s", exc)
+                    self.refusal = exc
+                    await asyncio.sleep(5.0)  # a permission will not appear by itself soon
+                    continue
                 if is_transient(exc):
                     self.disconnects += 1
                     logger.warning(

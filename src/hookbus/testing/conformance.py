@@ -504,7 +504,6 @@ class BusConformance:
         bus.subscribe(OrderPlaced, Recorder[OrderPlaced](), name="durable-sub")
         async with running(bus):
             async with bus.listen(OrderPlaced, PriceChanged) as feed:
-                await bus.drain(timeout=10)  # the listener is in place everywhere
                 placed = await bus.emit(order(1))
                 changed = await bus.emit(PriceChanged(sku="lamp-3", price=9.5))
                 await bus.emit(OrderShipped(order_id=1))  # not listened to
