@@ -216,13 +216,9 @@ class RedisBackend(Backend):
     # -- emitting --------------------------------------------------------------------
 
     def publish(self, envelope: Envelope) -> Awaitable[None] | None:
-        return self._publish(envelope)
-
-    async def _publish(self, envelope: Envelope) -> None:
         if self.publisher is None:
             raise BusUnavailableError("the redis backend is not started")
-        self.types.setdefault(envelope.type, type(envelope.event))
-        await self.publisher.publish(envelope)
+        return self.publisher.publish(envelope)
 
     # -- drain -------------------------------------------------------------------------
 

@@ -173,8 +173,7 @@ class StreamConsumer(DeliveryCounters):
     async def deliver(
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
     ) -> None:
-        """Run the handler on one entry; ack, schedule a retry, or dead-letter it."""
-        self._held[stream].add(entry_id)
+        """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
         raw = fields.get(b"e")
         limit = self.backend.settings.max_event_size
         try:

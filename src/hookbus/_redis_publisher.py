@@ -46,7 +46,7 @@ class Publisher:
         self._sha: str | None = None
         self._closed = False
 
-    async def publish(self, envelope: Envelope) -> bytes | None:
+    async def publish(self, envelope: Envelope) -> None:
         """Store (durable) or broadcast (ephemeral) one envelope; the stream id, if stored."""
         if self._closed:
             raise BusClosedError("the bus is stopped: it accepts no more events")
@@ -57,7 +57,7 @@ class Publisher:
             self._flusher = loop.create_task(self._flush(), name="hookbus:publisher")
         # If the emitter is cancelled, the future is too; the flusher skips it
         # (the event may still be stored: at least once).
-        return await future
+        await future
 
     async def close(self) -> None:
         """Refuse new envelopes; let the batches already taken finish."""
