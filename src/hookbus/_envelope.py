@@ -127,7 +127,7 @@ class Envelope:
                     b',"type":"',
                     self.type.encode(),  # event names are plain ASCII (checked at declaration)
                     b'","time":"',
-                    _time_text(self.time).encode(),
+                    _time_text_of(self).encode(),
                     b'","datacontenttype":"application/json"',
                     extensions,
                     b',"data":',
@@ -164,6 +164,23 @@ def _quoted(text: str) -> bytes:
 def _time_text(moment: datetime) -> str:
     """RFC 3339 with milliseconds and ``Z``, as CloudEvents writes it."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_ms_text: dict[str, str] = {}  # one entry: id prefix holding a millisecond -> time text
+
+
+def _time_text_of(envelope: Envelope) -> str:
+    """The envelope's time as text. Our UUIDv7 ids carry the millisecond: ids
+    of one millisecond share the text, computed once."""
+    event_id = envelope.id
+    if envelope._time is None and len(event_id) == 36 and event_id[14] == "7":
+        prefix = event_id[:13]
+        text = _ms_text.get(prefix)
+        if text is None:
+            _ms_text.clear()
+            text = _ms_text[prefix] = _time_text(envelope.time)
+        return text
+    return _time_text(envelope.time)
 
 
 def decode_envelope(

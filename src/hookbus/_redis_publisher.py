@@ -44,6 +44,8 @@ class Publisher:
         self._batch: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sha: str | None = None
+        self._names: dict[str, tuple[bytes, bytes]] = {}
+        self._published = keys.published().encode()
         self._closed = False
 
     async def publish(self, envelope: Envelope) -> None:
@@ -58,6 +60,10 @@ class Publisher:
         # If the emitter is cancelled, the future is too; the flusher skips it
         # (the event may still be stored: at least once).
         await future
+
+    def _names_of(self, event_type: str) -> tuple[bytes, bytes]:
+        """Stream and channel names of a type, encoded once (the hot path sends bytes)."""
+        return self._keys.stream(event_type).encode(), self._keys.live(event_type).encode()
 
     async def close(self) -> None:
         """Refuse new envelopes; let the batches already taken finish."""
@@ -107,20 +113,24 @@ class Publisher:
 
     async def _send(self, batch: list[_Waiting]) -> list[bytes]:
         """Store the batch with one STORE call; one result per item."""
-        keys = self._keys
         if self._sha is None:
             self._sha = await self._client.script_load(STORE)
-        streams: list[str] = []
-        args: list[bytes | str] = []
+        names = self._names
+        streams: list[bytes] = []
+        args: list[bytes] = []
         for envelope, _, _ in batch:
+            try:
+                stream, channel = names[envelope.type]
+            except KeyError:
+                stream, channel = names[envelope.type] = self._names_of(envelope.type)
             if envelope.durable:
-                streams.append(keys.stream(envelope.type))
+                streams.append(stream)
                 args.append(b"d")
             else:
                 args.append(b"e")
             args.append(envelope.encode())
-            args.append(keys.live(envelope.type))
-        streams.append(keys.published())
+            args.append(channel)
+        streams.append(self._published)
         results: list[bytes] = await self._client.evalsha(self._sha, len(streams), *streams, *args)
         return results
 
