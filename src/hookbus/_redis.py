@@ -85,7 +85,9 @@ class RedisBackend(Backend):
     async def start(self) -> None:
         self.client = make_client(self.settings, name=f"hookbus:{self.consumer}")
         self.blocking = make_client(self.settings, blocking=True, name=f"hookbus:{self.consumer}")
-        self.publisher = Publisher(self.client, self.keys, self.settings.redis.emit_timeout)
+        self.publisher = Publisher(
+            self.client, self.keys, self.settings.redis.emit_timeout, self.live.remember
+        )
         self.dead_letter_store = DeadLetterStore(self.client, self.keys, self.types)
         try:
             await self._until_reachable(self._create_groups)

@@ -33,6 +33,8 @@ __all__ = ["LiveFeed"]
 
 logger = logging.getLogger("hookbus")
 
+OWN_ENVELOPES = 10_000  # published envelopes kept until their message comes back
+
 
 class LiveFeed:
     """Reads the live channels this process needs."""
@@ -56,6 +58,8 @@ class LiveFeed:
         self._confirmed: set[bytes] = set()
         self._confirmations = asyncio.Event()
         self._dirty = True
+        self._own: dict[str, Envelope] = {}  # envelopes we published, by id
+        self._channel_types: dict[bytes, str] = {}
         #: Set when Redis refuses the subscription (ACL): start() reports it.
         self.refusal: BaseException | None = None
 
@@ -178,15 +182,27 @@ class LiveFeed:
             await pubsub.unsubscribe(*(keys.live(t) for t in sorted(gone)))
         self._subscribed = wanted
 
+    def remember(self, envelope: Envelope) -> None:
+        """An envelope this process publishes on a channel it listens to: its
+        message will come back, and can then be matched instead of decoded."""
+        if envelope.type in self._subscribed:
+            own = self._own
+            own[envelope.id] = envelope
+            if len(own) > OWN_ENVELOPES:
+                del own[next(iter(own))]
+
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         stream_id, encoded = parse_live_message(data)
-        try:
-            envelope = decode_envelope(
-                encoded, self._backend.types, self._backend.types.get(self._type_of(channel))
-            )
-        except InvalidEnvelopeError as exc:
-            logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
-            return
+        # Our own encoding starts with '{"specversion":"1.0","id":"<36-char id>"'.
+        envelope = self._own.pop(encoded[27:63].decode("ascii", "replace"), None)
+        if envelope is None:
+            try:
+                envelope = decode_envelope(
+                    encoded, self._backend.types, self._backend.types.get(self._type_of(channel))
+                )
+            except InvalidEnvelopeError as exc:
+                logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
+                return
         if stream_id is None:
             self._received[envelope.type] = self._received.get(envelope.type, 0) + 1
             self._backend.deliver_ephemeral(envelope)
@@ -195,7 +211,11 @@ class LiveFeed:
         self._backend.hub.deliver(envelope)
 
     def _type_of(self, channel: bytes) -> str:
-        return self._backend.keys.event_type_of_channel(channel.decode())
+        event_type = self._channel_types.get(channel)
+        if event_type is None:
+            event_type = self._backend.keys.event_type_of_channel(channel.decode())
+            self._channel_types[channel] = event_type
+        return event_type
 
     async def _published_counts(self, event_types: list[str]) -> dict[str, int]:
         keys = self._backend.keys

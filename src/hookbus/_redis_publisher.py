@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ._envelope import Envelope
 from ._exceptions import BusClosedError, BusUnavailableError
@@ -37,13 +38,20 @@ _Waiting = tuple[Envelope, "asyncio.Future[bytes | None]", float]
 class Publisher:
     """Stores durable envelopes in their streams, broadcasts ephemeral ones."""
 
-    def __init__(self, client: Redis, keys: Keys, timeout: float) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        timeout: float,
+        on_sent: Callable[[Envelope], None] | None = None,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._timeout = timeout
         self._batch: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sha: str | None = None
+        self._on_sent = on_sent
         self._names: dict[str, tuple[bytes, bytes]] = {}
         self._published = keys.published().encode()
         self._closed = False
@@ -118,7 +126,10 @@ class Publisher:
         names = self._names
         streams: list[bytes] = []
         args: list[bytes] = []
+        remember = self._on_sent
         for envelope, _, _ in batch:
+            if remember is not None:
+                remember(envelope)
             try:
                 stream, channel = names[envelope.type]
             except KeyError:
