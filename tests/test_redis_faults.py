@@ -177,3 +177,58 @@ async def test_ephemeral_events_missed_during_a_disconnect_are_counted(
         await client.aclose()
     assert stats.disconnects >= 1
     assert len(rec.events) + stats.missed == 21  # each one either arrived or is counted
+
+
+class Flash(Event, name="faults.flash", durable=False):
+    n: int
+    pad: str
+
+
+def _publish_from_another_thread(url: str, prefix: str, flashes: int, beeps: int) -> None:
+    """Another 'process': its own bus on its own event loop, in a thread."""
+
+    async def publish() -> None:
+        async with redis_bus(url, prefix) as bus:
+            pad = "x" * 1000
+            for start in range(0, flashes, 100):
+                await asyncio.gather(
+                    *(bus.emit(Flash(n=n, pad=pad)) for n in range(start, start + 100))
+                )
+            for n in range(beeps):
+                await bus.emit(Beep(n=n))
+
+    asyncio.run(publish())
+
+
+@pytest.mark.slow
+async def test_a_subscriber_cut_off_by_the_output_buffer_limit_notices_and_catches_up(
+    own_server: RedisServer, redis_prefix: str
+) -> None:
+    flashes, beeps = 3000, 50
+    client = raw_client(own_server.url)
+    await client.config_set("client-output-buffer-limit", "pubsub 256kb 128kb 1")
+    bus = redis_bus(own_server.url, redis_prefix)
+    rec = Recorder[Flash]()
+    bus.subscribe(Flash, rec, name="screen")
+    bus.register(Beep)
+    try:
+        async with bus, bus.listen(Beep) as feed:
+            publisher = asyncio.get_running_loop().run_in_executor(
+                None, _publish_from_another_thread, own_server.url, redis_prefix, flashes, beeps
+            )
+            time.sleep(2.0)  # noqa: ASYNC251 - this loop falls behind on purpose
+            await asyncio.wait_for(publisher, 60)
+            beeps_seen: list[int] = []
+            async with asyncio.timeout(30):
+                async for envelope in feed:
+                    beeps_seen.append(envelope.event.n)  # type: ignore[attr-defined]
+                    if len(set(beeps_seen)) == beeps:
+                        break
+            await bus.drain(timeout=30)
+            stats = bus.live_statistics()
+    finally:
+        await client.aclose()
+    assert stats.disconnects >= 1  # Redis cut the connection; the feed noticed
+    assert len(rec.events) < flashes  # messages were lost while cut off ...
+    assert len(rec.events) + stats.missed == flashes  # ... and every one is counted
+    assert sorted(set(beeps_seen)) == list(range(beeps))  # durable ones caught up

@@ -172,6 +172,7 @@ class LiveFeed:
         keys = self._backend.keys
         new = sorted(wanted - self._subscribed)
         if new:
+            await self._mark_stream_positions(new)
             counts = await self._published_counts(new)
             for event_type in new:
                 self._published_at[event_type] = counts[event_type]
@@ -207,8 +208,24 @@ class LiveFeed:
             self._received[envelope.type] = self._received.get(envelope.type, 0) + 1
             self._backend.deliver_ephemeral(envelope)
         else:
+            last = self._last_stream_id.get(envelope.type)
+            if last is not None and _id_key(stream_id) <= _id_key(last):
+                return  # already given to the listeners by a catch-up
             self._last_stream_id[envelope.type] = stream_id
         self._backend.hub.deliver(envelope)
+
+    async def _mark_stream_positions(self, event_types: list[str]) -> None:
+        """Where each newly listened stream ends now: catching up after a disconnect
+        starts there if no announcement of that type arrived before it."""
+        unknown = [t for t in event_types if t not in self._last_stream_id]
+        if not unknown:
+            return
+        keys = self._backend.keys
+        pipe = self._backend.client.pipeline(transaction=False)
+        for event_type in unknown:
+            pipe.xrevrange(keys.stream(event_type), "+", "-", count=1)
+        for event_type, last in zip(unknown, await pipe.execute(), strict=True):
+            self._last_stream_id[event_type] = last[0][0] if last else b"0-0"
 
     def _type_of(self, channel: bytes) -> str:
         event_type = self._channel_types.get(channel)
@@ -259,6 +276,11 @@ class LiveFeed:
                 if len(entries) < 500:
                     break
                 start = b"(" + entries[-1][0]
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def _decode(raw: bytes | None, backend: RedisBackend) -> Envelope | None:
