@@ -31,7 +31,15 @@ from ._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscr
 from ._keys import Keys, consumer_name
 from ._live import LiveStatistics
 from ._local import LocalBackend
-from ._redis_client import Backoff, Redis, is_refused, is_transient, make_client, refused_error
+from ._redis_client import (
+    Backoff,
+    Redis,
+    id_key,
+    is_refused,
+    is_transient,
+    make_client,
+    refused_error,
+)
 from ._redis_consumer import StreamConsumer
 from ._redis_dead_letters import DeadLetterStore
 from ._redis_live import LiveFeed
@@ -323,8 +331,8 @@ class RedisBackend(Backend):
         rows = await self.client.xpending_range(
             stream,
             consumer.group,
-            min=min(ids, key=_id_key),
-            max=max(ids, key=_id_key),
+            min=min(ids, key=id_key),
+            max=max(ids, key=id_key),
             count=len(ids) * 2 + 10,
             consumername=self.consumer,
         )
@@ -350,11 +358,6 @@ class RedisBackend(Backend):
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
 
 
-def _id_key(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
 async def _group_caught_up(client: Redis, stream: bytes, group: str) -> bool:
     """No entry of ``stream`` is pending or undelivered for ``group``."""
     try:
@@ -369,7 +372,7 @@ async def _group_caught_up(client: Redis, stream: bytes, group: str) -> bool:
         name = row["name"]
         if (name.decode() if isinstance(name, bytes) else name) != group:
             continue
-        return int(row["pending"]) == 0 and _id_key(row["last-delivered-id"]) >= _id_key(last)
+        return int(row["pending"]) == 0 and id_key(row["last-delivered-id"]) >= id_key(last)
     return True
 
 

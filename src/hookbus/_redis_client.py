@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backoff",
     "Redis",
+    "id_key",
     "is_nogroup",
     "is_refused",
     "is_transient",
@@ -114,6 +115,12 @@ def make_client(settings: Settings, *, blocking: bool = False, name: str = "hook
         return aioredis.Redis.from_url(settings.redis_url, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid Redis URL for hookbus: {exc}") from exc
+
+
+def id_key(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (``b"1700000000000-3"``) as a sortable pair."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 class Backoff:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._envelope import Envelope, decode_envelope
 from ._exceptions import InvalidEnvelopeError
-from ._redis_client import Backoff, is_refused, is_transient
+from ._redis_client import Backoff, id_key, is_refused, is_transient
 from ._redis_scripts import parse_live_message
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class LiveFeed:
             self._backend.deliver_ephemeral(envelope)
         else:
             last = self._last_stream_id.get(envelope.type)
-            if last is not None and _id_key(stream_id) <= _id_key(last):
+            if last is not None and id_key(stream_id) <= id_key(last):
                 return  # already given to the listeners by a catch-up
             self._last_stream_id[envelope.type] = stream_id
         self._backend.hub.deliver(envelope)
@@ -276,11 +276,6 @@ class LiveFeed:
                 if len(entries) < 500:
                     break
                 start = b"(" + entries[-1][0]
-
-
-def _id_key(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 def _decode(raw: bytes | None, backend: RedisBackend) -> Envelope | None:
