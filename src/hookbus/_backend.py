@@ -94,6 +94,18 @@ class Backend(ABC):
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process."""
 
+    def keep_history(self, size: int) -> None:
+        """Keep the last ``size`` durable events for :meth:`events_after` (if the
+        backend has no store of its own; by default it has nothing to keep)."""
+        return
+
+    async def events_after(
+        self, event_id: str, types: frozenset[str] | None, limit: int
+    ) -> list[Envelope] | None:
+        """Durable events emitted after ``event_id`` (of ``types``), oldest first; ``None``
+        when ``event_id`` is not known (any more)."""
+        return None
+
     def live_statistics(self) -> LiveStatistics:
         """Disconnects and gaps of the live side (nothing to report in-process)."""
         return LiveStatistics()

@@ -345,6 +345,21 @@ class EventBus:
             raise ConfigurationError(f"buffer must be >= 1, got {size!r}")
         return self._backend.hub.listen(names or None, size)
 
+    def keep_history(self, size: int) -> None:
+        """Let :meth:`events_after` look back ``size`` durable events in local mode
+        (redis mode reads the streams and needs nothing)."""
+        self._backend.keep_history(size)
+
+    async def events_after(
+        self, event_id: str, *event_types: type[Event] | str, limit: int = 1000
+    ) -> list[Envelope] | None:
+        """Durable events emitted after ``event_id``, oldest first (of these types; all if
+        none): what a reconnecting feed missed. ``None`` if ``event_id`` is unknown (too
+        old, or never seen). Local mode answers from the last events kept
+        (:meth:`keep_history`); redis mode from the streams."""
+        names = frozenset(e if isinstance(e, str) else event_name(e) for e in event_types)
+        return await self._backend.events_after(event_id, names or None, limit)
+
     async def replay(
         self,
         subscriber: str,

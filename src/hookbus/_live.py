@@ -38,6 +38,8 @@ class Listener:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.overflowed = False
+        #: Called once if the listener overflows (a feed drops its connection then).
+        self.on_overflow: Callable[[], None] | None = None
         #: Envelopes delivered to this listener so far.
         self.received = 0
 
@@ -52,6 +54,8 @@ class Listener:
         if len(self._buffer) >= self._limit:
             self.overflowed = True
             self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
             return
         self._buffer.append(envelope)
         self.received += 1

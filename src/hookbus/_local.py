@@ -266,6 +266,7 @@ class LocalBackend(Backend):
         self._running = False
         self._queue_size = settings.queue_size
         self._listeners = self.hub._listeners  # read per publish: is anyone listening?
+        self._history: deque[Envelope] | None = None
 
     async def start(self) -> None:
         self._running = True
@@ -309,6 +310,8 @@ class LocalBackend(Backend):
     def publish(self, envelope: Envelope) -> Awaitable[None] | None:
         if self._listeners:
             self.hub.deliver(envelope)
+        if self._history is not None and envelope.durable:
+            self._history.append(envelope)
         workers = self._by_type.get(envelope.type)
         if not workers:
             return None
@@ -348,6 +351,20 @@ class LocalBackend(Backend):
             worker.queue.append(envelope)
             if worker.waiter is not None:
                 worker.wake()
+
+    def keep_history(self, size: int) -> None:
+        if self._history is None or (self._history.maxlen or 0) < size:
+            self._history = deque(self._history or (), maxlen=size)
+
+    async def events_after(
+        self, event_id: str, types: frozenset[str] | None, limit: int
+    ) -> list[Envelope] | None:
+        history = list(self._history or ())
+        for index, envelope in enumerate(history):
+            if envelope.id == event_id:
+                later = history[index + 1 :]
+                return [e for e in later if types is None or e.type in types][:limit]
+        return None
 
     def workers(self) -> list[_Worker]:
         """Every subscription's worker."""

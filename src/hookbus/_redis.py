@@ -27,7 +27,12 @@ from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope, decode_envelope
 from ._event import Event
-from ._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscriberError
+from ._exceptions import (
+    BusUnavailableError,
+    DrainTimeoutError,
+    DuplicateSubscriberError,
+    InvalidEnvelopeError,
+)
 from ._keys import Keys, consumer_name
 from ._live import LiveStatistics
 from ._local import LocalBackend
@@ -45,7 +50,7 @@ from ._redis_dead_letters import DeadLetterStore
 from ._redis_live import LiveFeed
 from ._redis_maintenance import Maintenance
 from ._redis_publisher import Publisher
-from ._redis_replay import replay_position
+from ._redis_replay import entry_of_event_in, replay_position
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription
 
@@ -290,6 +295,27 @@ class RedisBackend(Backend):
             await self.client.xgroup_setid(consumer.stream, consumer.group, position)
             rewound += 1
         return rewound
+
+    async def events_after(
+        self, event_id: str, types: frozenset[str] | None, limit: int
+    ) -> list[Envelope] | None:
+        names = sorted(types if types is not None else self.known_types())
+        streams = [self.keys.stream(name).encode() for name in names]
+        start = await entry_of_event_in(self.client, streams, event_id)
+        if start is None:
+            return None
+        found: list[tuple[tuple[int, int], Envelope]] = []
+        for name, stream in zip(names, streams, strict=True):
+            entries = await self.client.xrange(stream, min=b"(" + start, max="+", count=limit)
+            for entry_id, fields in entries:
+                raw = fields.get(b"e")
+                if raw is None:
+                    continue
+                with contextlib.suppress(InvalidEnvelopeError):
+                    envelope = decode_envelope(raw, self.types, self.types.get(name))
+                    found.append((id_key(entry_id), envelope))
+        found.sort(key=lambda pair: pair[0])
+        return [envelope for _, envelope in found[:limit]]
 
     # -- helpers for consumers -------------------------------------------------------------
 

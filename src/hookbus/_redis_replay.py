@@ -13,7 +13,7 @@ from ._exceptions import HookbusError
 from ._ids import id_time
 from ._redis_client import Redis
 
-__all__ = ["replay_position"]
+__all__ = ["entry_of_event_in", "replay_position"]
 
 _MAX_SEQ = 2**64 - 1
 _SEARCH_WINDOW_MS = 60_000  # clocks of emitter and Redis may differ by this much
@@ -27,6 +27,16 @@ async def replay_position(client: Redis, stream: bytes, since: str | datetime) -
     entry_id = await _entry_of_event(client, stream, since)
     previous = await client.xrevrange(stream, max=b"(" + entry_id, min="-", count=1)
     return previous[0][0].decode() if previous else "0-0"
+
+
+async def entry_of_event_in(client: Redis, streams: list[bytes], event_id: str) -> bytes | None:
+    """The entry id of event ``event_id`` in one of ``streams``, or None."""
+    for stream in streams:
+        try:
+            return await _entry_of_event(client, stream, event_id)
+        except HookbusError:
+            continue
+    return None
 
 
 async def _entry_of_event(client: Redis, stream: bytes, event_id: str) -> bytes:

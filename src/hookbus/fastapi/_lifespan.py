@@ -1,0 +1,52 @@
+"""The bus's life follows the application's: started at startup, stopped at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from .._bus import EventBus
+from .._exceptions import ConfigurationError
+
+try:
+    from fastapi import FastAPI, Request
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
+    ) from exc
+
+__all__ = ["bus_lifespan", "get_bus"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+
+def bus_lifespan(bus: EventBus, inner: Lifespan | None = None) -> Lifespan:
+    """A FastAPI ``lifespan`` that starts ``bus`` before the app serves and stops it after.
+
+    ``inner`` is the application's own lifespan, if any: it runs inside, with
+    the bus already started (so it may emit) and stopped only after it ends.
+    The bus is put on ``app.state.hookbus`` for :func:`get_bus`.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        app.state.hookbus = bus
+        async with bus:
+            if inner is None:
+                yield None
+            else:
+                async with inner(app) as state:
+                    yield state
+
+    return lifespan
+
+
+def get_bus(request: Request) -> EventBus:
+    """FastAPI dependency: the application's bus (``Depends(get_bus)``)."""
+    bus = getattr(request.app.state, "hookbus", None)
+    if not isinstance(bus, EventBus):
+        raise RuntimeError(
+            "no hookbus bus on this app: create it with FastAPI(lifespan=bus_lifespan(bus))"
+        )
+    return bus
