@@ -196,3 +196,24 @@ async def test_a_stuck_client_is_dropped_without_slowing_the_bus() -> None:
 
 class Big(Event, name="web.big", durable=False):
     pad: str
+
+
+def test_works_with_fastapis_test_client() -> None:
+    from fastapi.testclient import TestClient
+
+    bus = local_bus()
+    handled: list[int] = []
+
+    @bus.on(Sold, name="books")
+    async def books(event: Sold) -> None:
+        handled.append(event.sale_id)
+
+    with TestClient(make_app(bus)) as client:
+        assert bus.running
+        response = client.post("/sales/9")
+        assert response.status_code == 200
+        client.portal.call(bus.drain, 5)  # type: ignore[union-attr]
+        refused = client.get("/events/stream?types=nope")
+    assert handled == [9]
+    assert refused.status_code == 400
+    assert not bus.running
