@@ -29,8 +29,7 @@ import redis.asyncio as aioredis
 
 from apps.shop import SUBSCRIBERS, SaleClosed, calls_key, handled_key
 from hookbus import EventBus, event_name
-from hookbus._redis_options import RedisOptions
-from hookbus.testing import test_settings
+from redis_bus import redis_bus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHOP_TARGET = "tests.apps.shop:bus"
@@ -226,12 +225,6 @@ async def raw_redis(url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-def redis_bus(url: str, prefix: str, **options: Any) -> EventBus:
-    """A redis-mode bus under ``prefix`` with fast retries; ``options`` for RedisOptions."""
-    redis_options = RedisOptions(prefix=prefix, **options)
-    return EventBus(mode="redis", redis_url=url, settings=test_settings(redis=redis_options))
 
 
 def emitter_bus(url: str, prefix: str, **options: Any) -> EventBus:

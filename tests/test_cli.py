@@ -14,6 +14,7 @@ import time
 import pytest
 
 from apps.shop import SUBSCRIBERS, SaleClosed
+from redis_bus import redis_bus
 from redis_helpers import (
     SALE_STREAM,
     SHOP_TARGET,
@@ -28,7 +29,6 @@ from redis_helpers import (
     in_flight,
     pending,
     raw_redis,
-    redis_bus,
     run_cli,
     sale,
     shop_env,

@@ -15,6 +15,7 @@ import pytest
 from apps.shop import SUBSCRIBERS, SaleClosed
 from hookbus import BusUnavailableError, EventBus
 from hookbus.testing.redis_server import RedisServer
+from redis_bus import redis_bus
 from redis_helpers import (
     WorkerPool,
     all_caught_up,
@@ -22,7 +23,6 @@ from redis_helpers import (
     emitter_bus,
     handled,
     raw_redis,
-    redis_bus,
     sale,
     shop_env,
     wait_until,
