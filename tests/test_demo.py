@@ -41,7 +41,7 @@ async def test_run_demo_results_add_up(tmp_path: Path) -> None:
     assert letter.subscriber == "accounting"
     assert letter.attempts == 3
     assert letter.event_type == "sale_closed"
-    assert letter.error_type == "builtins.ValueError"
+    assert letter.error_type == "ValueError"
     refused = letter.event
     assert isinstance(refused, SaleClosed)
     assert refused.total < 0

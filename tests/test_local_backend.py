@@ -164,7 +164,7 @@ async def test_plain_function_returning_a_coroutine_is_a_clear_failure() -> None
         await bus.emit(ItemScanned(n=1))
         await bus.drain(timeout=5)
         (letter,) = await bus.dead_letters()
-    assert letter.error_type == "builtins.TypeError"
+    assert letter.error_type == "TypeError"
     assert "async def" in letter.error_message
 
 

@@ -229,7 +229,7 @@ async def test_always_failing_subscriber_ends_in_dead_letters_others_unaffected(
         assert await buses[1].dead_letters("accounting") == []
     assert sorted(letter.event_id for letter in letters) == sorted(ids)
     assert {letter.attempts for letter in letters} == {max_attempts}
-    assert {letter.error_type for letter in letters} == {"builtins.RuntimeError"}
+    assert {letter.error_type for letter in letters} == {"RuntimeError"}
     assert {letter.subscriber for letter in letters} == {"invoices"}
     assert attempts == Counter(dict.fromkeys(range(sales), max_attempts))  # not one more
     assert ok == Counter(dict.fromkeys(range(sales), 1))

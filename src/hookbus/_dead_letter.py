@@ -8,7 +8,19 @@ from datetime import datetime
 from ._envelope import Envelope
 from ._event import Event
 
-__all__ = ["DeadLetter"]
+__all__ = ["DeadLetter", "error_type_name"]
+
+
+def error_type_name(exc: BaseException) -> str:
+    """How a dead letter names an error's type: ``ValueError`` for built-ins,
+    ``hookbus.InvalidEnvelopeError`` for hookbus's own, ``module.Name`` otherwise."""
+    cls = type(exc)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    if module.startswith("hookbus."):
+        return f"hookbus.{cls.__qualname__}"
+    return f"{module}.{cls.__qualname__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +30,9 @@ class DeadLetter:
     Either the handler failed ``attempts`` times, or (redis mode) the stored
     entry was not a valid hookbus envelope: then ``envelope`` is ``None``,
     ``error_type`` is ``"hookbus.InvalidEnvelopeError"`` and ``payload`` holds
-    the raw bytes. ``id`` identifies the dead letter itself: pass it, or the
+    the raw bytes. ``error_type`` is the error's class name, qualified by
+    its module unless it is a built-in (``ValueError``, ``myapp.sync.PahekoDown``).
+    ``id`` identifies the dead letter itself: pass it, or the
     object, to ``bus.retry_dead_letter`` / ``bus.discard_dead_letter``. The
     other subscribers of the same event are unaffected.
     """

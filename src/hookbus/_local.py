@@ -25,7 +25,7 @@ from typing import ClassVar
 from ._backend import Backend
 from ._capabilities import Capabilities
 from ._context import _worker
-from ._dead_letter import DeadLetter
+from ._dead_letter import DeadLetter, error_type_name
 from ._envelope import Envelope
 from ._exceptions import (
     ConfigurationError,
@@ -391,7 +391,7 @@ class LocalBackend(Backend):
             event_id=envelope.id,
             envelope=envelope,
             attempts=attempts,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            error_type=error_type_name(exc),
             error_message=str(exc),
             failed_at=datetime.now(UTC),
         )

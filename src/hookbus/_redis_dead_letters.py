@@ -16,7 +16,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._dead_letter import DeadLetter
+from ._dead_letter import DeadLetter, error_type_name
 from ._envelope import Envelope, decode_envelope
 from ._event import Event
 from ._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError
@@ -52,11 +52,7 @@ class DeadLetterStore:
         failed_at: datetime,
     ) -> None:
         """Write a dead letter and acknowledge its entry, atomically."""
-        error_type = (
-            "hookbus.InvalidEnvelopeError"
-            if isinstance(error, InvalidEnvelopeError)
-            else f"{type(error).__module__}.{type(error).__qualname__}"
-        )
+        error_type = error_type_name(error)
         fields: dict[str, Any] = {
             "subscriber": consumer.sub.id,
             "type": envelope.type if envelope else consumer.sub.event_name,
