@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hookbus import Event, current_delivery
+from hookbus import Event, RetryPolicy, current_delivery
 from hookbus.testing import Recorder
 from redis_bus import raw_client, redis_bus
 
@@ -178,3 +178,25 @@ async def test_idle_consumers_holding_nothing_are_removed(
         await client.aclose()
     assert b"gone-empty" not in names
     assert b"gone-holding" in names  # it still holds an entry: never deleted
+
+
+async def test_entry_waiting_for_a_retry_is_handed_over_when_its_process_stops(
+    redis_url: str, redis_prefix: str
+) -> None:
+    failing = redis_bus(redis_url, redis_prefix, bus_options={"retry": RetryPolicy(3, 30.0, 30.0)})
+
+    def down(event: Parcel, attempt: int) -> None:
+        raise OSError("sealing machine down")
+
+    tried = Recorder[Parcel](fail=down)
+    failing.subscribe(Parcel, tried, name="sealing")
+    async with failing:
+        await failing.emit(Parcel(n=1))
+        await tried.wait_for(1, calls=True)  # failed once; its retry is 15-30 s away
+    # claim_idle stays 30 s: only the hand-over makes the entry available at once.
+    other = redis_bus(redis_url, redis_prefix, claim_interval=0.1)
+    rec = Recorder[Parcel]()
+    other.subscribe(Parcel, rec, name="sealing")
+    async with other:
+        (event,) = await rec.wait_for(1, timeout=10)
+    assert event.n == 1

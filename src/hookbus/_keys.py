@@ -58,10 +58,6 @@ class Keys:
         """The Pub/Sub channel of ``event_type``."""
         return f"{self.base}:live:{event_type}"
 
-    def live_pattern(self) -> str:
-        """Pattern matching every live channel."""
-        return f"{self.base}:live:*"
-
     def event_type_of_channel(self, channel: str) -> str:
         """Inverse of :meth:`live`."""
         return channel[len(self.base) + len(":live:") :]

@@ -171,9 +171,11 @@ class RedisBackend(Backend):
             await self.publisher.close()
         await asyncio.gather(*(c.stop_task(timeout) for c in self._consumers.values()))
         for consumer in self._consumers.values():
-            waiting = await consumer.cancel_timers()
+            consumer.cancel_timers()
             with contextlib.suppress(Exception):
-                await self.hand_back(consumer, [(s, i, {}) for s, i, _ in waiting])
+                # What it still holds (waiting for a retry, read but not handled)
+                # goes to the group's other consumers at once.
+                await self.hand_back(consumer, consumer.held_ids())
         await self.local.stop(timeout)
         for task in self._tasks:
             task.cancel()
@@ -319,16 +321,13 @@ class RedisBackend(Backend):
 
     # -- helpers for consumers -------------------------------------------------------------
 
-    async def hand_back(
-        self, consumer: StreamConsumer, entries: list[tuple[bytes, bytes, dict[bytes, bytes]]]
-    ) -> None:
-        """Entries this process will not handle (stopping): mark them long idle so
-        another consumer takes them over at once."""
+    async def hand_back(self, consumer: StreamConsumer, held: dict[bytes, list[bytes]]) -> None:
+        """Entries (by stream) this process will not handle, as it stops: mark them
+        long idle so that another consumer of the group takes them over at once."""
         idle_ms = int(self.settings.redis.claim_idle * 1000) * 10
-        by_stream: dict[bytes, list[bytes]] = {}
-        for stream, entry_id, _ in entries:
-            by_stream.setdefault(stream, []).append(entry_id)
-        for stream, ids in by_stream.items():
+        for stream, ids in held.items():
+            if not ids:
+                continue
             await self.client.xclaim(
                 stream, consumer.group, self.consumer, 0, ids, idle=idle_ms, justid=True
             )

@@ -164,7 +164,10 @@ class StreamConsumer(DeliveryCounters):
                 self._last_read[stream] = entries[-1][0]
         for index, (stream, entry_id, fields) in enumerate(batch):
             if self.stopping:
-                await self.backend.hand_back(self, batch[index:])
+                rest: dict[bytes, list[bytes]] = {}
+                for rest_stream, rest_id, _ in batch[index:]:
+                    rest.setdefault(rest_stream, []).append(rest_id)
+                await self.backend.hand_back(self, rest)
                 return
             await self.deliver(stream, entry_id, fields, 1)
 
@@ -365,14 +368,12 @@ class StreamConsumer(DeliveryCounters):
         """Entries this consumer holds, to renew (being handled, waiting, read)."""
         return {stream: list(ids) for stream, ids in self._held.items() if ids}
 
-    async def cancel_timers(self) -> list[_Retry]:
-        """Drop the retry timers; return the retries they were waiting for."""
+    def cancel_timers(self) -> None:
+        """Drop the retry timers and due retries (their entries stay held)."""
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        waiting = list(self.retries)
         self.retries.clear()
-        return waiting
 
     async def stop_task(self, timeout: float) -> None:
         """Let the current handler finish within ``timeout``, then cancel."""

@@ -14,7 +14,7 @@ in one script, no group can move between the check and the trim.
 
 from __future__ import annotations
 
-__all__ = ["STORE", "TRIM", "live_message", "parse_live_message"]
+__all__ = ["STORE", "TRIM", "parse_live_message"]
 
 # ARGV: triples (kind 'd' durable / 'e' ephemeral, envelope, channel);
 # KEYS: the stream of each durable item, in order, then the hash counting
@@ -78,12 +78,8 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', cut[1], cut[
 """
 
 
-def live_message(stream_id: bytes | None, encoded: bytes) -> bytes:
-    """Pub/Sub payload: ``<stream id> <envelope>``; ``-`` for ephemeral events."""
-    return (stream_id or b"-") + b" " + encoded
-
-
 def parse_live_message(data: bytes) -> tuple[bytes | None, bytes]:
-    """Inverse of :func:`live_message`."""
+    """Split a live message ``<stream id> <envelope>`` (``-`` for ephemeral events),
+    as the STORE script writes it."""
     head, _, encoded = data.partition(b" ")
     return (None if head == b"-" else head), encoded
