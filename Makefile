@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-redis clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
+# The shop as a web app, with its live dashboard (prints the URL; Ctrl+C to stop).
 demo: $(STAMP)
 	$(BIN)/python -m examples.shop_demo
+
+# A day at the till in the console, with a summary at the end.
+demo-console: $(STAMP)
+	$(BIN)/python -m examples.shop_demo.console
 
 test: $(STAMP)
 	$(BIN)/ruff check .

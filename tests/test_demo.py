@@ -1,4 +1,4 @@
-"""The shop demo: its results add up, in-process and as ``python -m examples.shop_demo``."""
+"""The console shop demo: its results add up, in-process and as a module."""
 
 import os
 import subprocess
@@ -63,7 +63,7 @@ async def test_run_demo_results_add_up(tmp_path: Path) -> None:
 
 def test_demo_as_a_module() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "examples.shop_demo"],
+        [sys.executable, "-m", "examples.shop_demo.console"],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,

@@ -1,0 +1,117 @@
+"""Wires the shop's modules on one bus per web process, with the dashboard at ``/``.
+
+Configuration comes from the environment, as in production:
+``EVENT_BUS_MODE`` (``local`` or ``redis``) and ``HOOKBUS_REDIS_URL`` for the
+bus; ``SHOP_DATA_DIR`` for the SQLite file every process shares;
+``SHOP_IMPORT_PACE`` for the seconds between two imported articles (so the
+progress bar has time to move); ``SHOP_FLAKY_EVERY`` for how often the
+accounting server fails a first attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from hookbus import EventBus, RetryPolicy, event_types, is_durable
+from hookbus.fastapi import bus_lifespan, event_feed
+
+from .. import accounting
+from . import barcodes, catalogue, imports, members, till
+from .cache import Cache
+from .counters import Counters
+from .presence import Presence
+from .store import DB_NAME
+
+__all__ = ["Meta", "create_app", "data_dir_from_env"]
+
+STATIC = Path(__file__).parent / "static"
+FEED_PATH = "/events/stream"
+
+
+class Meta(BaseModel):
+    """What the dashboard needs to know about the server."""
+
+    mode: str
+    process: str
+    feed: str
+    event_types: dict[str, bool]
+
+
+def data_dir_from_env() -> Path:
+    """``SHOP_DATA_DIR``, or a fixed directory under the system's temporary one."""
+    path = Path(os.environ.get("SHOP_DATA_DIR") or Path(tempfile.gettempdir()) / "hookbus-shop")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> FastAPI:
+    """The shop's FastAPI app: a bus from the environment unless ``bus`` is given."""
+    db_path = (data_dir or data_dir_from_env()) / DB_NAME
+    if bus is None:
+        bus = EventBus(retry=RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=2.0))
+    cache, presence, counters = Cache(), Presence(), Counters(bus)
+    importer = imports.Importer(db_path, pace=float(os.environ.get("SHOP_IMPORT_PACE", "0.05")))
+
+    routers = [
+        till.routes(db_path),
+        members.routes(db_path, cache),
+        imports.routes(db_path, importer),
+        catalogue.routes(db_path, cache),
+        presence.routes(),
+        counters.routes(),
+    ]
+    accounting.install(bus, db_path, flaky_every=int(os.environ.get("SHOP_FLAKY_EVERY", "3")))
+    members.install(bus, db_path)
+    barcodes.install(bus, db_path)
+    cache.install(bus)
+    presence.install(bus)
+
+    @asynccontextmanager
+    async def background(app: FastAPI) -> AsyncIterator[None]:
+        reporting = asyncio.create_task(counters.run(), name="counters")
+        try:
+            yield
+        finally:
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
+            await importer.stop()
+
+    app = FastAPI(
+        title="hookbus shop demo",
+        summary="A ressourcerie's modules talking through hookbus",
+        lifespan=bus_lifespan(bus, background),
+    )
+    for router in routers:
+        app.include_router(router)
+    # The demo's feed is public; a real shop passes authorize=<its login dependency>.
+    app.include_router(event_feed(bus, public=True, path=FEED_PATH))
+
+    @app.get("/api/meta", tags=["dashboard"])
+    async def meta() -> Meta:
+        """The bus mode, the answering process, the feed's path and the event types
+        (name -> durable)."""
+        return Meta(
+            mode=bus.mode,
+            process=counters.process,
+            feed=FEED_PATH,
+            event_types={name: is_durable(cls) for name, cls in sorted(event_types().items())},
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
