@@ -70,4 +70,3 @@ class Counters:
             return self.current()
 
         return router
-
