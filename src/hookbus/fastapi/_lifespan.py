@@ -10,7 +10,8 @@ from .._bus import EventBus
 from .._exceptions import ConfigurationError
 
 try:
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
+    from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ConfigurationError(
         "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
@@ -42,8 +43,9 @@ def bus_lifespan(bus: EventBus, inner: Lifespan | None = None) -> Lifespan:
     return lifespan
 
 
-def get_bus(request: Request) -> EventBus:
-    """FastAPI dependency: the application's bus (``Depends(get_bus)``)."""
+def get_bus(request: HTTPConnection) -> EventBus:
+    """FastAPI dependency: the application's bus (``Depends(get_bus)``), in HTTP
+    routes and WebSocket ones alike."""
     bus = getattr(request.app.state, "hookbus", None)
     if not isinstance(bus, EventBus):
         raise RuntimeError(
