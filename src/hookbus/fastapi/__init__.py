@@ -6,10 +6,21 @@ Three lines wire a bus into an app::
     app = FastAPI(lifespan=bus_lifespan(bus))          # starts and stops with the app
     app.include_router(event_feed(bus, authorize=current_user))   # GET /events/stream
 
+The same feed over WebSocket: ``event_feed_websocket(bus, authorize=...)``
+(``/events/ws``).
+
 Routes get the bus with ``bus: EventBus = Depends(get_bus)``.
 """
 
 from ._feed import EventFeedRouter, FeedStats, event_feed
 from ._lifespan import bus_lifespan, get_bus
+from ._websocket import event_feed_websocket
 
-__all__ = ["EventFeedRouter", "FeedStats", "bus_lifespan", "event_feed", "get_bus"]
+__all__ = [
+    "EventFeedRouter",
+    "FeedStats",
+    "bus_lifespan",
+    "event_feed",
+    "event_feed_websocket",
+    "get_bus",
+]
