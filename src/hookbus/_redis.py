@@ -26,7 +26,7 @@ from ._backend import Backend
 from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope, decode_envelope
-from ._event import Event
+from ._event import Event, event_types
 from ._exceptions import (
     BusUnavailableError,
     DrainTimeoutError,
@@ -223,8 +223,9 @@ class RedisBackend(Backend):
         return {s.sub.event_name for s in self.local.workers()}
 
     def known_types(self) -> set[str]:
-        """Every event type this process knows (subscribed or declared)."""
-        return set(self.types)
+        """Every event type this process knows: subscribed here, or declared (an
+        ``Event`` subclass imported), so that a listener of every type sees them all."""
+        return set(self.types) | set(event_types())
 
     def deliver_ephemeral(self, envelope: Envelope) -> None:
         """An ephemeral event arrived on Pub/Sub: hand it to the local subscribers."""

@@ -29,7 +29,7 @@ import pytest
 
 from .._bus import EventBus
 from .._context import current_envelope
-from .._envelope import decode_envelope
+from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import (
     BusClosedError,
@@ -516,6 +516,21 @@ class BusConformance:
             assert feed.closed
         assert sorted(e.id for e in seen) == sorted([placed, changed])
         assert {e.type for e in seen} == {"conformance.order_placed", "conformance.price_changed"}
+
+    async def test_listener_of_every_type_sees_types_nobody_subscribed(
+        self, make_bus: MakeBus
+    ) -> None:
+        bus = make_bus()  # no subscription at all: only the listener wants these types
+        async with running(bus), bus.listen() as feed:
+            shipped = await bus.emit(OrderShipped(order_id=4))
+            changed = await bus.emit(PriceChanged(sku="chair-1", price=12.0))
+            seen: list[Envelope] = []
+            async with asyncio.timeout(10):
+                async for envelope in feed:
+                    seen.append(envelope)
+                    if len(seen) == 2:
+                        break
+        assert sorted(e.id for e in seen) == sorted([shipped, changed])
 
     async def test_statistics_count_outcomes(self, make_bus: MakeBus) -> None:
         bus = make_bus()
