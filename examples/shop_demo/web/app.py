@@ -31,6 +31,7 @@ from . import barcodes, catalogue, imports, members, till
 from .cache import Cache
 from .counters import Counters
 from .presence import Presence
+from .served_by import ServedBy
 from .store import DB_NAME
 
 __all__ = ["Meta", "create_app", "data_dir_from_env"]
@@ -114,4 +115,5 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(ServedBy, process=counters.process)
     return app
