@@ -283,6 +283,7 @@ class LocalBackend(Backend):
         with contextlib.suppress(DrainTimeoutError):
             await self.drain(timeout)
         self._running = False
+        self.hub.close_all()  # live listeners end (feeds close their connections)
         abandoned = 0
         for worker in self._workers.values():
             abandoned += await worker.cancel()

@@ -532,6 +532,19 @@ class BusConformance:
                         break
         assert sorted(e.id for e in seen) == sorted([shipped, changed])
 
+    async def test_stopping_the_bus_ends_its_listeners(self, make_bus: MakeBus) -> None:
+        bus = make_bus()
+        await bus.start()
+        try:
+            async with bus.listen() as feed:
+                waiting = asyncio.ensure_future(anext(feed, None))
+                await bus.stop()
+                async with asyncio.timeout(10):
+                    assert await waiting is None  # the iteration ended
+                assert feed.closed
+        finally:
+            await bus.stop()
+
     async def test_statistics_count_outcomes(self, make_bus: MakeBus) -> None:
         bus = make_bus()
 
