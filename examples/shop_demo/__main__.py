@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  dashboard   {base}/")
     print(f"  JSON API    {base}/docs")
     print(f"  event feed  {base}/events/stream  (public in the demo: no login)")
+    print(f"              ws://{args.host}:{port}/events/ws  (the same over WebSocket)")
     print(f"  data        {data_dir}")
     print("Ctrl+C to stop.", flush=True)
     uvicorn.run(

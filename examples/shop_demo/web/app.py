@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from hookbus import EventBus, RetryPolicy, event_types, is_durable
-from hookbus.fastapi import bus_lifespan, event_feed
+from hookbus.fastapi import bus_lifespan, event_feed, event_feed_websocket
 
 from .. import accounting
 from . import barcodes, catalogue, imports, members, till
@@ -38,6 +38,7 @@ __all__ = ["Meta", "create_app", "data_dir_from_env"]
 
 STATIC = Path(__file__).parent / "static"
 FEED_PATH = "/events/stream"
+WEBSOCKET_PATH = "/events/ws"
 
 
 class Meta(BaseModel):
@@ -98,6 +99,7 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
         app.include_router(router)
     # The demo's feed is public; a real shop passes authorize=<its login dependency>.
     app.include_router(event_feed(bus, public=True, path=FEED_PATH))
+    app.include_router(event_feed_websocket(bus, public=True, path=WEBSOCKET_PATH))
 
     @app.get("/api/meta", tags=["dashboard"])
     async def meta() -> Meta:
