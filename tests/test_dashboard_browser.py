@@ -105,7 +105,15 @@ async def test_import_progress_reaches_100_and_a_closed_sale_appears_in_the_feed
         await page.click("#close-sale")
         dead = page.locator("#counters tr[data-subscriber=accounting] td.dead")
         await expect(dead).to_have_text("1", timeout=20_000)
+        letter = page.locator("#letters li")
+        await expect(letter).to_have_count(1, timeout=10_000)
+        await expect(letter).to_contain_text("unknown payment 'voucher'")
+        await expect(letter).to_contain_text("accounting")
 
         shot = artifacts / "dashboard.png"
         await page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+
+        await letter.locator("button.discard").click()
+        await expect(letter).to_have_count(0, timeout=10_000)
+        await expect(page.locator("#letters-empty")).to_be_visible()

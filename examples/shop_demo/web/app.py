@@ -27,7 +27,7 @@ from hookbus import EventBus, RetryPolicy, event_types, is_durable
 from hookbus.fastapi import bus_lifespan, event_feed, event_feed_websocket
 
 from .. import accounting
-from . import barcodes, catalogue, imports, members, till
+from . import barcodes, catalogue, dead_letters, imports, members, till
 from .cache import Cache
 from .counters import Counters
 from .presence import Presence
@@ -72,6 +72,7 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
         catalogue.routes(db_path, cache),
         presence.routes(),
         counters.routes(),
+        dead_letters.routes(),
     ]
     accounting.install(bus, db_path, flaky_every=int(os.environ.get("SHOP_FLAKY_EVERY", "3")))
     members.install(bus, db_path)

@@ -122,6 +122,14 @@ const reactions = {
   counters_reported: (d) => { state.countersByProcess[d.process] = d.counters; renderCounters(); },
 };
 
+function deadLettered() {
+  let total = 0;
+  for (const counters of Object.values(state.countersByProcess)) {
+    for (const c of counters) total += c.dead_lettered;
+  }
+  return total;
+}
+
 async function refreshTill() {
   const till = await api("/api/till");
   $("till-state").textContent = till.session_id === null
@@ -179,8 +187,52 @@ function renderCounters() {
     }
     return row;
   }));
+  const dead = deadLettered();
+  if (dead !== state.deadLettered) {
+    state.deadLettered = dead;
+    refreshDeadLetters();
+  }
   const processes = Object.keys(state.countersByProcess).length;
   $("processes").textContent = `· ${processes} web process${processes > 1 ? "es" : ""}`;
+}
+
+async function refreshDeadLetters() {
+  const letters = await api("/api/dead-letters");
+  $("letters-empty").hidden = letters.length > 0;
+  $("letters").replaceChildren(...letters.reverse().map((letter) => {
+    const item = document.createElement("li");
+    item.dataset.id = letter.id;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = letter.subscriber;
+    const what = document.createElement("small");
+    what.textContent = `${letter.event_type} · ${letter.attempts} attempts`;
+    who.append(what);
+    const error = document.createElement("span");
+    error.className = "error";
+    error.textContent = letter.error;
+    const buttons = document.createElement("span");
+    buttons.className = "buttons";
+    const retry = document.createElement("button");
+    retry.textContent = "Retry";
+    retry.className = "retry";
+    retry.addEventListener("click", () => settle(retry, `/api/dead-letters/${letter.id}/retry`, "POST"));
+    const discard = document.createElement("button");
+    discard.textContent = "Discard";
+    discard.className = "ghost discard";
+    discard.addEventListener("click", () => settle(discard, `/api/dead-letters/${letter.id}`, "DELETE"));
+    buttons.append(retry, discard);
+    item.append(who, error, buttons);
+    return item;
+  }));
+}
+
+async function settle(button, path, method) {
+  try {
+    await busy(button, api(path, { method }));
+  } finally {
+    refreshDeadLetters();
+  }
 }
 
 function renderOnline() {
@@ -318,6 +370,7 @@ async function start() {
     state.online[user] ??= Date.now() - ago * 1000;
   }
   renderCounters();
+  refreshDeadLetters();
   renderOnline();
   refreshTill();
   sayHello();
