@@ -12,10 +12,16 @@ from hookbus import EventBus
 from ..events import ArticleImported
 from .store import connect
 
-__all__ = ["SUBSCRIBER", "ean13", "install"]
+__all__ = ["SUBSCRIBER", "check_digit", "ean13", "install"]
 
 SUBSCRIBER = "barcodes"
 IN_STORE_PREFIX = "2"  # EAN-13 prefixes 20-29 are for in-store use
+
+
+def check_digit(body: str) -> str:
+    """The check digit of the 12 first digits of an EAN-13."""
+    weighted = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return str((10 - weighted % 10) % 10)
 
 
 def ean13(article_id: int) -> str:
@@ -23,8 +29,7 @@ def ean13(article_id: int) -> str:
     body = f"{IN_STORE_PREFIX}{article_id:011d}"
     if len(body) != 12:
         raise ValueError(f"article id {article_id} does not fit in an EAN-13")
-    weighted = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
-    return body + str((10 - weighted % 10) % 10)
+    return body + check_digit(body)
 
 
 def install(bus: EventBus, db_path: Path) -> None:

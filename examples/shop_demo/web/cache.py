@@ -41,13 +41,20 @@ class Cache:
         if self._values.pop(key, None) is not None:
             self.invalidations += 1
 
-    async def get(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
-        """The cached value of ``key``, loaded with ``load()`` if missing."""
+    async def get(
+        self,
+        key: str,
+        load: Callable[[], Awaitable[Any]],
+        keep: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """The cached value of ``key``, loaded with ``load()`` if missing; a loaded
+        value is kept only if ``keep(value)`` (default: always)."""
         if key in self._values:
             self.hits += 1
             return self._values[key]
         generation = self._generation.get(key, 0)
         value = await load()
-        if self._generation.get(key, 0) == generation:  # not invalidated while loading
+        unchanged = self._generation.get(key, 0) == generation  # not invalidated meanwhile
+        if unchanged and (keep is None or keep(value)):
             self._values[key] = value
         return value

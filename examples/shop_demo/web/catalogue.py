@@ -1,6 +1,8 @@
 """The catalogue as the shop floor sees it: the last articles, with their barcodes.
 
 Cached in each process; an import's ``CacheInvalidated("articles")`` empties it.
+Barcodes arrive after the import (their subscriber works on its own), so a
+list with an article still waiting for its barcode is served but not kept.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def routes(db_path: Path, cache: Cache) -> APIRouter:
         async def load() -> list[ArticleOut]:
             return await asyncio.to_thread(_articles, db_path)
 
-        return await cache.get(CACHE_KEY, load)
+        def complete(articles: list[ArticleOut]) -> bool:
+            return all(article.barcode is not None for article in articles)
+
+        return await cache.get(CACHE_KEY, load, keep=complete)
 
     return router
