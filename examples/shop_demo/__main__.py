@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SHOP_DATA_DIR"] = data_dir  # read by every worker's create_app
     port = _free_port(args.host, args.port)
     base = f"http://{args.host}:{port}"
-    print(f"hookbus shop demo [{mode} mode, {args.workers} web process(es)]")
+    processes = f"{args.workers} web process" + ("es" if args.workers > 1 else "")
+    print(f"hookbus shop demo [{mode} mode, {processes}]")
     print(f"  dashboard   {base}/")
     print(f"  JSON API    {base}/docs")
     print(f"  event feed  {base}/events/stream  (public in the demo: no login)")
