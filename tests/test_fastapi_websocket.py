@@ -206,15 +206,22 @@ def test_closing_frees_the_listener_at_once() -> None:
     assert router.stats.connected == 1
 
 
-@pytest.mark.redis
-def test_the_bus_stopping_closes_with_1001(redis_url: str, redis_prefix: str) -> None:
-    bus = redis_bus(redis_url, redis_prefix)  # its stop closes the live listeners
+def assert_stopping_closes_with_1001(bus: EventBus) -> None:
     app, _ = make_app(bus)
     with TestClient(app) as client, client.websocket_connect("/events/ws") as ws:
         client.portal.call(bus.stop)  # type: ignore[union-attr]
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == 1001
+
+
+def test_the_bus_stopping_closes_with_1001_local() -> None:
+    assert_stopping_closes_with_1001(local_bus())
+
+
+@pytest.mark.redis
+def test_the_bus_stopping_closes_with_1001_redis(redis_url: str, redis_prefix: str) -> None:
+    assert_stopping_closes_with_1001(redis_bus(redis_url, redis_prefix))
 
 
 # Through a real uvicorn server, with the websockets client.
