@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-console test lint typecheck bench bench-redis clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis bench-feed clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: $(STAMP)
 
 bench-redis: $(STAMP)
 	$(BIN)/python -m benchmarks.redis
+
+bench-feed: $(STAMP)
+	$(BIN)/python -m benchmarks.feed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
