@@ -77,6 +77,12 @@ class Listener:
         """True once closed (by the user, the bus stopping, or an overflow)."""
         return self._closed
 
+    def take_ready(self, limit: int) -> list[Envelope]:
+        """Up to ``limit`` envelopes already buffered, without waiting (maybe none)."""
+        buffer = self._buffer
+        count = min(limit, len(buffer))
+        return [buffer.popleft() for _ in range(count)]
+
     def __aiter__(self) -> Self:
         return self
 

@@ -52,6 +52,8 @@ Ending = Literal["disconnected", "dropped", "ended"]
 DEFAULT_BUFFER = 256
 DEFAULT_HEARTBEAT = 15.0
 DEFAULT_HISTORY = 1000
+#: Envelopes written to a connection at once, at most.
+BATCH = 64
 
 
 @dataclass(slots=True)
@@ -182,41 +184,51 @@ class FeedConnection:
         self._stats.dropped_slow += 1
         self.dropped.set()
 
-    async def envelopes(self) -> AsyncGenerator[Envelope | None, None]:
-        """Missed durable events first (when resuming), then live ones without
-        duplicate; ``None`` when ``heartbeat`` seconds passed without one. Ends when
-        the listener closes (the bus stops, or it overflowed)."""
+    async def envelopes(self) -> AsyncGenerator[list[Envelope] | None, None]:
+        """Batches of envelopes: the missed durable events first (when resuming),
+        then live ones without duplicate, each batch holding what was ready at
+        once (at most ``BATCH``), so a busy connection is written to once per
+        batch rather than once per event; ``None`` when ``heartbeat`` seconds
+        passed without one. Ends when the listener closes (the bus stops, or it
+        overflowed)."""
         asked = self._asked
         sent: set[str] = set()
         if asked.resume:
             missed = await self._bus.events_after(asked.resume, *asked.types)
             if missed is not None:
                 self._stats.resumed += 1
-            for envelope in missed or ():
-                if asked.allows(envelope):
-                    sent.add(envelope.id)
-                    yield envelope
-        iterator = aiter(self._listener)
+            allowed = [envelope for envelope in missed or () if asked.allows(envelope)]
+            sent.update(envelope.id for envelope in allowed)
+            for start in range(0, len(allowed), BATCH):
+                yield allowed[start : start + BATCH]
+        listener = self._listener
+        iterator = aiter(listener)
         while True:
-            try:
-                # Not wait_for: on Python 3.11 it can swallow a cancellation
-                # that races with a result, and the stream would outlive its client.
-                async with asyncio.timeout(self._options.heartbeat):
-                    envelope = await anext(iterator)
-            except TimeoutError:
-                yield None
-                continue
-            except (StopAsyncIteration, ListenerOverflowError):
-                return  # an overflow is counted by _overflowed()
-            if envelope.id in sent:
-                sent.discard(envelope.id)  # already sent while catching up
-                continue
-            if asked.allows(envelope):
-                yield envelope
+            ready = listener.take_ready(BATCH)
+            if not ready:
+                try:
+                    # Not wait_for: on Python 3.11 it can swallow a cancellation
+                    # that races with a result, and the stream would outlive its client.
+                    async with asyncio.timeout(self._options.heartbeat):
+                        first = await anext(iterator)
+                except TimeoutError:
+                    yield None
+                    continue
+                except (StopAsyncIteration, ListenerOverflowError):
+                    return  # an overflow is counted by _overflowed()
+                ready = [first, *listener.take_ready(BATCH - 1)]
+            batch = []
+            for envelope in ready:
+                if sent and envelope.id in sent:
+                    sent.discard(envelope.id)  # already sent while catching up
+                elif asked.allows(envelope):
+                    batch.append(envelope)
+            if batch:
+                yield batch
 
     async def run(
         self,
-        send: Callable[[Envelope | None], Awaitable[None]],
+        send: Callable[[list[Envelope] | None], Awaitable[None]],
         disconnected: Callable[[], Awaitable[None]],
     ) -> Ending:
         """Pass every item of :meth:`envelopes` to ``send`` until they end, the
@@ -227,8 +239,8 @@ class FeedConnection:
 
         async def sending() -> None:
             async with contextlib.aclosing(self.envelopes()) as envelopes:
-                async for envelope in envelopes:
-                    await send(envelope)
+                async for batch in envelopes:
+                    await send(batch)
 
         sender = asyncio.ensure_future(sending())
         receiver = asyncio.ensure_future(disconnected())

@@ -101,9 +101,10 @@ def event_feed(
     return router
 
 
-def _message(envelope: Envelope | None) -> bytes:
-    if envelope is None:
-        return b": ping\n\n"
+_PING = b": ping\n\n"
+
+
+def _message(envelope: Envelope) -> bytes:
     return (
         b"id: "
         + envelope.id.encode()
@@ -134,8 +135,8 @@ class EventSourceResponse(Response):
         self._feed = feed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_message(envelope: Envelope | None) -> None:
-            body = _message(envelope)
+        async def send_messages(batch: list[Envelope] | None) -> None:
+            body = _PING if batch is None else b"".join(map(_message, batch))
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
         async def disconnected() -> None:
@@ -149,7 +150,7 @@ class EventSourceResponse(Response):
             await send(
                 {"type": "http.response.body", "body": b": connected\n\n", "more_body": True}
             )
-            await connection.run(send_message, disconnected)
+            await connection.run(send_messages, disconnected)
         # A stuck client may never take this last frame: do not wait for it long.
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(1.0):

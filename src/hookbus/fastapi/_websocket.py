@@ -109,10 +109,11 @@ def event_feed_websocket(
     ) -> None:
         asked = feed_request(types, last_event_id, event_filter)
 
-        async def send_frame(envelope: Envelope | None) -> None:
-            text = _HEARTBEAT if envelope is None else envelope.encode().decode()
+        async def send_frames(batch: list[Envelope] | None) -> None:
+            texts = [_HEARTBEAT] if batch is None else [e.encode().decode() for e in batch]
             try:
-                await websocket.send_text(text)
+                for text in texts:
+                    await websocket.send_text(text)
             except WebSocketDisconnect as exc:
                 raise ConnectionResetError("the client went away") from exc
 
@@ -124,7 +125,7 @@ def event_feed_websocket(
             # Accepted once the listener is in place: nothing emitted after the
             # client is connected can be missed.
             await websocket.accept()
-            ending = await connection.run(send_frame, disconnected)
+            ending = await connection.run(send_frames, disconnected)
         if ending == "dropped":
             await _close(websocket, TRY_AGAIN_LATER, f"fell more than {buffer} events behind")
         elif ending == "ended":
