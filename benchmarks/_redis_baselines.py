@@ -23,10 +23,12 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import redis.asyncio
+
+from benchmarks._pacing import paced
 
 __all__ = [
     "BATCH",
@@ -172,23 +174,6 @@ async def hand_pipelined(
     return await _streams_run(
         url, prefix, subscribers, fields=fields, timeout=timeout, pipelined=True
     )
-
-
-async def paced(count: int, rate: float, send: Callable[[int], Awaitable[object]]) -> float:
-    """Call ``send(i)`` ``count`` times at ``rate`` per second on a fixed schedule
-    (deadlines from ``loop.time()``, so sleep overshoot does not accumulate).
-
-    Returns the rate achieved.
-    """
-    loop = asyncio.get_running_loop()
-    interval = 1.0 / rate
-    began = loop.time()
-    for i in range(count):
-        delay = began + i * interval - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send(i)
-    return count / max(loop.time() - began, 1e-9)
 
 
 async def raw_latency(

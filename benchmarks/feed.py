@@ -66,7 +66,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +75,7 @@ import fastapi
 import uvicorn
 from fastapi import FastAPI
 
+from benchmarks._pacing import paced
 from hookbus import Event, EventBus, Settings
 from hookbus.fastapi import bus_lifespan, event_feed
 
@@ -201,21 +202,6 @@ def make_app() -> FastAPI:
         return {"open": feed.stats.open, "dropped_slow": feed.stats.dropped_slow}
 
     return app
-
-
-async def paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> float:
-    """Call ``send(i)`` ``count`` times at ``rate`` per second on a fixed schedule
-    (deadlines from ``loop.time()``, so sleep overshoot does not accumulate);
-    return the rate achieved."""
-    loop = asyncio.get_running_loop()
-    interval = 1.0 / rate
-    began = loop.time()
-    for i in range(count):
-        delay = began + i * interval - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send(i)
-    return count / max(loop.time() - began, 1e-9)
 
 
 def serve() -> None:
