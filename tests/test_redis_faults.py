@@ -137,6 +137,36 @@ async def test_live_listeners_catch_up_after_a_pubsub_disconnect(
     assert live.disconnects >= 1
 
 
+async def test_listening_settles_while_the_pubsub_connection_keeps_dropping(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    bus.register(Beep)
+    client = raw_client(redis_url)
+    stop = asyncio.Event()
+
+    async def cut_pubsub_connections() -> None:
+        while not stop.is_set():
+            await client.client_kill_filter(_type="pubsub")
+            await asyncio.sleep(0.01)
+
+    try:
+        async with bus:
+            cutting = asyncio.create_task(cut_pubsub_connections())
+            try:
+                settled = 0
+                async with asyncio.timeout(30):  # a lost sync token used to wait forever
+                    for _ in range(8):
+                        async with bus.listen(Beep):
+                            settled += 1
+            finally:
+                stop.set()
+                await cutting
+    finally:
+        await client.aclose()
+    assert settled == 8
+
+
 async def test_ephemeral_events_reach_every_process(redis_url: str, redis_prefix: str) -> None:
     buses = [redis_bus(redis_url, redis_prefix) for _ in range(3)]
     recorders = [Recorder[Blink]() for _ in buses]

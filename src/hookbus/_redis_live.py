@@ -34,6 +34,7 @@ __all__ = ["LiveFeed"]
 logger = logging.getLogger("hookbus")
 
 OWN_ENVELOPES = 10_000  # published envelopes kept until their message comes back
+SYNC_RESEND = 1.0  # seconds before a sync token that did not come back is sent again
 
 
 class LiveFeed:
@@ -143,23 +144,32 @@ class LiveFeed:
     async def round_trip(self, client: Any) -> None:
         """Return once this feed listens to every channel it needs, and a message
         published now has come back through it: every message published before
-        (by anyone) has then been received too."""
+        (by anyone) has then been received too. A token lost with a dropped
+        connection is sent again (every ``SYNC_RESEND`` seconds) once the
+        channels are subscribed anew."""
         self._dirty = True
-        keys = self._backend.keys
-        while True:
-            needed = {keys.live(t).encode() for t in self.wanted()} | {self._sync_channel}
-            if needed <= self._confirmed:
-                break
-            self._confirmations.clear()
-            await self._confirmations.wait()
         token = secrets.token_bytes(8)
         future = asyncio.get_running_loop().create_future()
         self._sync_waiters[token] = future
         try:
-            await client.publish(self._sync_channel, token)
-            await future
+            while True:
+                await self._subscribed_to_all()
+                await client.publish(self._sync_channel, token)
+                done, _ = await asyncio.wait({future}, timeout=SYNC_RESEND)
+                if done:
+                    return
         finally:
             self._sync_waiters.pop(token, None)
+
+    async def _subscribed_to_all(self) -> None:
+        """Return once Redis confirmed every channel this feed needs."""
+        keys = self._backend.keys
+        while True:
+            needed = {keys.live(t).encode() for t in self.wanted()} | {self._sync_channel}
+            if needed <= self._confirmed:
+                return
+            self._confirmations.clear()
+            await self._confirmations.wait()
 
     def _synced(self, token: bytes) -> None:
         future = self._sync_waiters.get(token)
