@@ -12,6 +12,15 @@ The same feed over WebSocket: ``event_feed_websocket(bus, authorize=...)``
 Routes get the bus with ``bus: EventBus = Depends(get_bus)``.
 """
 
+from .._exceptions import ConfigurationError
+
+try:
+    import fastapi  # noqa: F401 - only checked here; the modules below import from it
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
+    ) from exc
+
 from ._feed import EventFeedRouter, FeedStats, event_feed
 from ._lifespan import bus_lifespan, get_bus
 from ._websocket import event_feed_websocket

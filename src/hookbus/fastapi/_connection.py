@@ -14,18 +14,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastapi import APIRouter, HTTPException
+
 from .._bus import EventBus
 from .._envelope import Envelope
 from .._event import event_types
 from .._exceptions import ConfigurationError, ListenerOverflowError
 from .._live import Listener
-
-try:
-    from fastapi import APIRouter, HTTPException
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
-    ) from exc
 
 __all__ = [
     "DEFAULT_BUFFER",

@@ -22,9 +22,12 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
+from fastapi import Depends, Query, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
 from .._bus import EventBus
 from .._envelope import Envelope
-from .._exceptions import ConfigurationError
 from ._connection import (
     DEFAULT_BUFFER,
     DEFAULT_HEARTBEAT,
@@ -38,15 +41,6 @@ from ._connection import (
     open_feed,
 )
 from ._lifespan import get_bus
-
-try:
-    from fastapi import Depends, Query, Request
-    from starlette.responses import Response
-    from starlette.types import Receive, Scope, Send
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
-    ) from exc
 
 __all__ = ["EventFeedRouter", "EventSourceResponse", "FeedStats", "event_feed"]
 

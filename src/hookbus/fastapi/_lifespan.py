@@ -6,16 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from .._bus import EventBus
-from .._exceptions import ConfigurationError
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 
-try:
-    from fastapi import FastAPI
-    from starlette.requests import HTTPConnection
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
-    ) from exc
+from .._bus import EventBus
 
 __all__ = ["bus_lifespan", "get_bus"]
 

@@ -20,6 +20,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+from fastapi import Depends, HTTPException, Query, WebSocket, WebSocketException
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
 from .._bus import EventBus
 from .._envelope import Envelope
 from .._exceptions import ConfigurationError
@@ -35,16 +40,6 @@ from ._connection import (
     open_feed,
 )
 from ._lifespan import get_bus
-
-try:
-    from fastapi import Depends, HTTPException, Query, WebSocket, WebSocketException
-    from fastapi.dependencies.models import Dependant
-    from fastapi.dependencies.utils import get_dependant
-    from starlette.websockets import WebSocketDisconnect, WebSocketState
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "hookbus.fastapi needs FastAPI: pip install 'hookbus[fastapi]'"
-    ) from exc
 
 __all__ = ["event_feed_websocket"]
 
