@@ -4,7 +4,6 @@ server: filtering, resume, heartbeat, refusal, disconnect cleanup."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from hookbus import Envelope, Event, EventBus
 from hookbus.fastapi import EventFeedRouter, bus_lifespan, event_feed
 from hookbus.testing import test_settings
+from web_server import SSEParser, poll_until
 
 
 class Priced(Event, name="asgi.priced"):
@@ -33,37 +33,24 @@ def make_app(**feed: Any) -> tuple[FastAPI, EventBus, EventFeedRouter]:
     return app, bus, router
 
 
-class Reader:
+class Reader(SSEParser):
     """Server-Sent Events from a streaming TestClient response."""
 
     def __init__(self, lines: Iterator[str]) -> None:
+        super().__init__()
         self._lines = lines
-        self.comments: list[str] = []
 
     def next_event(self) -> dict[str, str]:
-        fields: dict[str, str] = {}
         for line in self._lines:
-            if not line:
-                if fields:
-                    return fields
-            elif line.startswith(":"):
-                self.comments.append(line[1:].strip())
-            else:
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
+            fields = self.line(line)
+            if fields is not None:
+                return fields
         raise EOFError("stream ended")
 
 
 def emit(client: TestClient, bus: EventBus, event: Event) -> str:
     result: str = client.portal.call(bus.emit, event)  # type: ignore[union-attr]
     return result
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_types_filter_the_feed_and_each_message_carries_the_event_id() -> None:
@@ -141,7 +128,7 @@ def test_closing_the_stream_frees_the_listener() -> None:
         with client.stream("GET", "/events/stream") as response:
             assert response.status_code == 200
             assert router.stats.open == 1
-        wait_until(lambda: router.stats.open == 0)
+        poll_until(lambda: router.stats.open == 0)
         emit(client, bus, Priced(sku="after"))  # nobody listening: nothing piles up
     assert router.stats.connected == 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -28,7 +27,7 @@ from hookbus.fastapi import (
 )
 from hookbus.testing import test_settings
 from redis_bus import redis_bus
-from web_server import SSEReader, serving
+from web_server import SSEReader, poll_until, serving
 
 
 class Sold(Event, name="ws.sold"):
@@ -72,13 +71,6 @@ def user(connection: HTTPConnection) -> Callable[[Envelope], bool] | None:
         # sees even sales
         return lambda envelope: isinstance(envelope.event, Sold) and envelope.event.sale_id % 2 == 0
     return None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -200,7 +192,7 @@ def test_closing_frees_the_listener_at_once() -> None:
             client.post("/sales/1")
             ws.receive_json()
             assert router.stats.open == 1
-        wait_until(lambda: router.stats.open == 0)
+        poll_until(lambda: router.stats.open == 0)
         listeners = bus._backend.hub._listeners
     assert listeners == []
     assert router.stats.connected == 1

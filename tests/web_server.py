@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,25 +34,46 @@ async def serving(app: Any) -> AsyncIterator[str]:
         sock.close()
 
 
-class SSEReader:
+class SSEParser:
+    """Server-Sent Events, one line at a time: events' fields, comments aside."""
+
+    def __init__(self) -> None:
+        self.comments: list[str] = []
+        self._fields: dict[str, str] = {}
+
+    def line(self, line: str) -> dict[str, str] | None:
+        """Take one line; return an event's fields (id, event, data) once it is complete."""
+        if not line:
+            fields, self._fields = self._fields, {}
+            return fields or None
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+        else:
+            name, _, value = line.partition(":")
+            self._fields[name] = value.removeprefix(" ")
+        return None
+
+
+class SSEReader(SSEParser):
     """Reads Server-Sent Events from an httpx streaming response."""
 
     def __init__(self, lines: AsyncIterator[str]) -> None:
+        super().__init__()
         self._lines = lines
-        self.comments: list[str] = []
 
     async def next_event(self, timeout: float = 10.0) -> dict[str, str]:
         """The next event's fields (id, event, data); comments are collected aside."""
-        fields: dict[str, str] = {}
         async with asyncio.timeout(timeout):
             async for line in self._lines:
-                if not line:
-                    if fields:
-                        return fields
-                    continue
-                if line.startswith(":"):
-                    self.comments.append(line[1:].strip())
-                    continue
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
+                fields = self.line(line)
+                if fields is not None:
+                    return fields
         raise EOFError("stream ended")
+
+
+def poll_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Block until ``condition()`` (server-side state) holds; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
