@@ -63,3 +63,11 @@ def redis_url(redis_server: RedisServer) -> str:
 def redis_prefix() -> str:
     """A key prefix unique to the test, so tests sharing the server don't see each other's keys."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hookbus or shop variable in this process's environment for the test: the
+    bus and the demo run with their documented defaults."""
+    for var in [v for v in os.environ if v.startswith(("EVENT_BUS_", "HOOKBUS_", "SHOP_"))]:
+        monkeypatch.delenv(var)

@@ -1,33 +1,18 @@
 """The console shop demo: its results add up, in-process and as a module."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from examples.shop_demo import run_demo
+from examples.shop_demo.events import SaleClosed
+from redis_helpers import REPO_ROOT, clean_env
 
 
-def clean_env() -> dict[str, str]:
-    """The environment without hookbus variables, so that the demo runs as documented."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("EVENT_BUS_", "HOOKBUS_"))}
-
-
-@pytest.fixture
-def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the repository's ``examples`` package importable (it is not installed)."""
-    for var in [v for v in os.environ if v.startswith(("EVENT_BUS_", "HOOKBUS_"))]:
-        monkeypatch.delenv(var)
-    monkeypatch.syspath_prepend(str(ROOT))
-
-
-@pytest.mark.usefixtures("repo_on_path")
+@pytest.mark.usefixtures("clean_environ")
 async def test_run_demo_results_add_up(tmp_path: Path) -> None:
-    from examples.shop_demo import run_demo
-    from examples.shop_demo.events import SaleClosed
-
     lines: list[str] = []
     result = await run_demo(tmp_path, out=lines.append)
 
@@ -64,7 +49,7 @@ async def test_run_demo_results_add_up(tmp_path: Path) -> None:
 def test_demo_as_a_module() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "examples.shop_demo.console"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=clean_env(),
         capture_output=True,
         text=True,

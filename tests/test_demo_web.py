@@ -3,23 +3,23 @@ answers, refuses, and emits."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from examples.shop_demo.web import create_app
 from examples.shop_demo.web.barcodes import check_digit, ean13
 from examples.shop_demo.web.imports import parse_csv, sample_csv
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    for var in [v for v in os.environ if v.startswith(("EVENT_BUS_", "HOOKBUS_", "SHOP_"))]:
-        monkeypatch.delenv(var)
+def client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ: None
+) -> Iterator[TestClient]:
     monkeypatch.setenv("SHOP_IMPORT_PACE", "0")
     with TestClient(create_app(tmp_path)) as test_client:
         yield test_client
