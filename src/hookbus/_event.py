@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
 
-__all__ = ["Event", "event_name", "event_types", "is_durable", "resolve_event_type"]
+__all__ = ["Event", "declared", "event_name", "event_types", "is_durable", "resolve_event_type"]
 
 logger = logging.getLogger("hookbus")
 
@@ -106,6 +106,11 @@ def is_durable(event_type: type[Event] | Event) -> bool:
 def event_types() -> dict[str, type[Event]]:
     """Every declared event type, by name (a copy)."""
     return dict(_registry)
+
+
+def declared(name: str) -> type[Event] | None:
+    """The class declared under ``name``, or None (no copy of the registry)."""
+    return _registry.get(name)
 
 
 def resolve_event_type(name: str, preferred: dict[str, type[Event]] | None = None) -> type[Event]:

@@ -26,7 +26,7 @@ from ._backend import Backend
 from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope, decode_envelope
-from ._event import Event, event_types
+from ._event import Event, declared, event_types
 from ._exceptions import (
     BusUnavailableError,
     DrainTimeoutError,
@@ -227,6 +227,10 @@ class RedisBackend(Backend):
         ``Event`` subclass imported), so that a listener of every type sees them all."""
         return set(self.types) | set(event_types())
 
+    def event_class(self, name: str) -> type[Event] | None:
+        """The class of event type ``name``: subscribed here, or else declared."""
+        return self.types.get(name) or declared(name)
+
     def deliver_ephemeral(self, envelope: Envelope) -> None:
         """An ephemeral event arrived on Pub/Sub: hand it to the local subscribers."""
         self.local.offer(envelope)
@@ -315,7 +319,7 @@ class RedisBackend(Backend):
                 if raw is None:
                     continue
                 with contextlib.suppress(InvalidEnvelopeError):
-                    envelope = decode_envelope(raw, self.types, self.types.get(name))
+                    envelope = decode_envelope(raw, self.types, self.event_class(name))
                     found.append((id_key(entry_id), envelope))
         found.sort(key=lambda pair: pair[0])
         return [envelope for _, envelope in found[:limit]]

@@ -209,7 +209,7 @@ class LiveFeed:
         if envelope is None:
             try:
                 envelope = decode_envelope(
-                    encoded, self._backend.types, self._backend.types.get(self._type_of(channel))
+                    encoded, self._backend.types, self._backend.event_class(self._type_of(channel))
                 )
             except InvalidEnvelopeError as exc:
                 logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
