@@ -289,3 +289,33 @@ async def test_listing_dead_letters_runs_no_handler(redis_url: str, redis_prefix
                     f"{held} entr(y/ies) left pending"
                 )
                 assert await calls(client, redis_prefix, group) == {}
+
+
+@pytest.mark.redis
+async def test_dead_letters_command_shows_where_an_undecodable_entry_came_from(
+    redis_url: str, redis_prefix: str, workers: WorkerPool
+) -> None:
+    env = shop_env(redis_url, redis_prefix)
+    worker = workers.start(env)
+    await worker.wait_ready()
+    stream = f"{redis_prefix}:{SALE_STREAM}"
+    async with raw_redis(redis_url) as client:
+        added = await client.xadd(stream, {"e": b"\xff\x00 not an envelope\nat all"})
+        entry = added.decode() if isinstance(added, bytes) else added
+
+        async def dead_lettered() -> bool:
+            return bool(await client.xlen(f"{redis_prefix}:dead") == len(SUBSCRIBERS))
+
+        await wait_until(dead_lettered, 30, "the dead letters")
+    result = await asyncio.to_thread(
+        run_cli, ["dead-letters", SHOP_TARGET], {**env, "HOOKBUS_CONSUME": "0"}
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == f"{len(SUBSCRIBERS)} dead letter(s)"
+    for line in lines[:-1]:
+        assert "hookbus.InvalidEnvelopeError: not JSON" in line
+        assert f"[from {stream} entry {entry}]" in line
+        assert "[payload, 25 bytes: \\xff\\x00 not an envelope\\nat all]" in line
+    worker.send(signal.SIGTERM)
+    assert await worker.wait_exit(10) == 0, worker.log()

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import field_validator
 
 from hookbus import (
     Envelope,
@@ -157,6 +158,46 @@ def _doc(**changes: Any) -> dict[str, Any]:
 def test_decode_refuses_what_is_not_an_envelope(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidEnvelopeError, match=re.escape(message)):
         decode_envelope(raw)
+
+
+class Grumpy(Event, name="envelope.grumpy"):
+    mood: str
+
+    @field_validator("mood")
+    @classmethod
+    def _explode(cls, value: str) -> str:
+        raise KeyError(value)  # not a ValueError: pydantic lets it through
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, Paid, "not JSON"),
+        (b'{"a":' * 3000 + b"1" + b"}" * 3000, None, "not JSON"),
+        (b"9" * 10_000, Paid, "not JSON"),
+        (
+            json.dumps(_doc(type="envelope.basket", data={"items": []})).encode(),
+            Paid,
+            "event of type 'envelope.basket' where 'envelope.paid' was expected",
+        ),
+        (
+            json.dumps(_doc(type="envelope.grumpy", data={"mood": "x"})).encode(),
+            None,
+            "cannot be decoded: 'x'",
+        ),
+    ],
+    ids=["deep-list", "deep-object", "huge-number", "other-type", "validator-raises-keyerror"],
+)
+def test_decode_raises_only_invalid_envelope_error(
+    raw: bytes, expected: type[Event] | None, message: str
+) -> None:
+    with pytest.raises(InvalidEnvelopeError, match=re.escape(message)):
+        decode_envelope(raw, None, expected)
+
+
+def test_an_envelope_of_the_expected_type_still_decodes_in_one_pass() -> None:
+    envelope = envelope_of(paid())
+    assert decode_envelope(envelope.encode(), None, Paid).event == paid()
 
 
 def test_unknown_type_error_suggests_the_close_name() -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ._bus import EventBus
+from ._dead_letter import DeadLetter
 from ._exceptions import HookbusError
 
 __all__ = ["load_bus", "main"]
@@ -105,11 +106,29 @@ async def _dead_letter_actions(bus: EventBus, args: argparse.Namespace) -> None:
         return
     letters = await bus.dead_letters(args.subscriber, limit=args.limit)
     for letter in letters:
-        print(
-            f"{letter.id}  {letter.subscriber}  {letter.event_type}  {letter.event_id}  "
-            f"attempts={letter.attempts}  {letter.error_type}: {letter.error_message}"
-        )
+        print(_letter_line(letter))
     print(f"{len(letters)} dead letter(s)")
+
+
+def _letter_line(letter: DeadLetter) -> str:
+    """One dead letter on one line: id, subscriber, type, event id, attempts, error,
+    then where it came from and, if it could not be decoded, the start of its bytes."""
+    message = " ".join(letter.error_message.split())
+    line = (
+        f"{letter.id}  {letter.subscriber}  {letter.event_type}  {letter.event_id or '-'}  "
+        f"attempts={letter.attempts}  {letter.error_type}: {message}"
+    )
+    if letter.source is not None:
+        line += f"  [from {letter.source} entry {letter.position}]"
+    if letter.envelope is None and letter.payload is not None:
+        line += f"  [payload, {len(letter.payload)} bytes: {_preview(letter.payload)}]"
+    return line
+
+
+def _preview(payload: bytes, limit: int = 120) -> str:
+    """The start of a raw payload, printable whatever its bytes."""
+    text = repr(payload[:limit])[2:-1]
+    return text + ("..." if len(payload) > limit else "")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,9 +28,14 @@ class DeadLetter:
     """One event that one subscriber could not handle.
 
     Either the handler failed ``attempts`` times, or (redis mode) the stored
-    entry was not a valid hookbus envelope: then ``envelope`` is ``None``,
-    ``error_type`` is ``"hookbus.InvalidEnvelopeError"`` and ``payload`` holds
-    the raw bytes. ``error_type`` is the error's class name, qualified by
+    entry was not a valid hookbus envelope of the subscribed type: then
+    ``envelope`` is ``None``, ``error_type`` is
+    ``"hookbus.InvalidEnvelopeError"``, ``error_message`` says why (an
+    envelope of another type names both types) and ``payload`` holds the raw
+    bytes (bounded: at most ``max_event_size`` or 1 MiB, the larger).
+    ``source`` and ``position`` say where the delivery came from, to find the
+    original: in redis mode the stream key and the entry id; ``None`` in
+    local mode (the event came from memory). ``error_type`` is the error's class name, qualified by
     its module unless it is a built-in (``ValueError``, ``myapp.sync.PahekoDown``).
     ``id`` identifies the dead letter itself: pass it, or the
     object, to ``bus.retry_dead_letter`` / ``bus.discard_dead_letter``. The
@@ -47,6 +52,8 @@ class DeadLetter:
     error_message: str
     failed_at: datetime
     payload: bytes | None = None
+    source: str | None = None
+    position: str | None = None
 
     @property
     def event(self) -> Event | None:

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, crea
 from pydantic_core import from_json
 
 from ._event import Event, resolve_event_type
-from ._exceptions import InvalidEnvelopeError, UnknownEventError
+from ._exceptions import InvalidEnvelopeError, UnknownEventError, error_text
 from ._ids import id_time
 from ._size import check_size, size_plan
 
@@ -190,12 +190,29 @@ def decode_envelope(
 ) -> Envelope:
     """Parse CloudEvents JSON back into an :class:`Envelope`.
 
-    Raises :class:`InvalidEnvelopeError` when ``raw`` is not a valid hookbus
-    envelope (not JSON, a required attribute missing, an unknown type, or
-    ``data`` failing the event's validation); the message gives the reason.
+    Raises :class:`InvalidEnvelopeError`, and nothing else, whatever ``raw``
+    holds (bytes another program wrote included): not JSON, nested too
+    deeply, a required attribute missing, an unknown type, or ``data``
+    failing the event's validation; the message gives the reason.
     ``expected``: the event class the caller expects (a stream of one
-    type): such envelopes are parsed and validated in one pass.
+    type): such envelopes are parsed and validated in one pass, and an
+    envelope of any other type is refused, naming both types.
     """
+    try:
+        return _decode(raw, known, expected)
+    except InvalidEnvelopeError:
+        raise
+    except RecursionError:
+        raise InvalidEnvelopeError("nested too deeply to decode") from None
+    except MemoryError:
+        raise InvalidEnvelopeError("too large to decode") from None
+    except Exception as exc:  # a validator of the event class, odd input types...
+        raise InvalidEnvelopeError(f"cannot be decoded: {error_text(exc)}") from exc
+
+
+def _decode(
+    raw: bytes | str, known: dict[str, type[Event]] | None, expected: type[Event] | None
+) -> Envelope:
     if expected is not None:
         try:
             wire: Any = _wire_model(expected).model_validate_json(raw)
@@ -226,6 +243,11 @@ def decode_envelope(
         cls = resolve_event_type(doc["type"], known)
     except UnknownEventError as exc:
         raise InvalidEnvelopeError(str(exc)) from exc
+    if expected is not None and doc["type"] != expected.__event_name__:
+        raise InvalidEnvelopeError(
+            f"event of type {doc['type']!r} where {expected.__event_name__!r} "
+            "was expected (each type has its own stream)"
+        )
     data: Any = doc.get("data", {})
     try:
         event = cls.model_validate(data)

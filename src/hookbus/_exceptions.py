@@ -134,3 +134,18 @@ class ListenerOverflowError(HookbusError):
 
 class UnsupportedError(HookbusError, NotImplementedError):
     """The active mode cannot do this (see ``bus.capabilities``)."""
+
+
+def error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``str(exc)``, at most ``limit`` characters, for logs and dead letters.
+
+    Never raises: a handler may raise an exception whose ``__str__`` fails
+    (or returns something absurd); that must not break what records it.
+    """
+    try:
+        text = str(exc)
+    except Exception:
+        text = f"<{type(exc).__qualname__} whose message cannot be shown>"
+    if not isinstance(text, str):  # pragma: no cover - str() always returns a str
+        text = repr(text)
+    return text if len(text) <= limit else text[:limit] + "…"

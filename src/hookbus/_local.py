@@ -32,6 +32,7 @@ from ._exceptions import (
     DeadLetterNotFoundError,
     DrainTimeoutError,
     DuplicateSubscriberError,
+    error_text,
 )
 from ._ids import new_event_id
 from ._settings import Settings
@@ -393,7 +394,7 @@ class LocalBackend(Backend):
             envelope=envelope,
             attempts=attempts,
             error_type=error_type_name(exc),
-            error_message=str(exc),
+            error_message=error_text(exc),
             failed_at=datetime.now(UTC),
         )
         logger.error(

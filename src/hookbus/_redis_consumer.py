@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._context import _worker
 from ._envelope import Envelope
-from ._exceptions import InvalidEnvelopeError
+from ._exceptions import InvalidEnvelopeError, error_text
 from ._redis_client import Backoff, is_nogroup, is_transient, redis_errors
+from ._redis_dead_letters import DeadLetterStore, UnwrittenLetter
 from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
 
 if TYPE_CHECKING:
@@ -68,6 +69,11 @@ class StreamConsumer(DeliveryCounters):
         #: True while waiting in XREADGROUP: stopping then need not wait for it.
         self.reading = False
         self.retries: deque[_Retry] = deque()
+        #: Dead letters whose write failed (Redis error): their entries stay held
+        #: until written, retried after ``_unwritten_backoff``.
+        self.unwritten: deque[UnwrittenLetter] = deque()
+        self._unwritten_backoff = Backoff()
+        self._unwritten_due = 0.0
         self._timers: set[asyncio.TimerHandle] = set()
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
@@ -106,6 +112,8 @@ class StreamConsumer(DeliveryCounters):
         outage = False
         while not self.stopping:
             try:
+                if self.unwritten and loop.time() >= self._unwritten_due:
+                    await self._write_dead_letters()
                 if self.retries:
                     await self._run_retries()
                 if loop.time() >= next_claim:
@@ -137,6 +145,8 @@ class StreamConsumer(DeliveryCounters):
     def _block_ms(self, now: float, next_claim: float) -> int:
         """How long a read may block: until the next retry or reclaim is due."""
         due = next_claim
+        if self.unwritten:
+            due = min(due, self._unwritten_due)
         for handle in self._timers:
             due = min(due, handle.when())
         wait = min(self.backend.settings.redis.block, max(0.0, due - now))
@@ -169,23 +179,36 @@ class StreamConsumer(DeliveryCounters):
                     rest.setdefault(rest_stream, []).append(rest_id)
                 await self.backend.hand_back(self, rest)
                 return
-            await self.deliver(stream, entry_id, fields, 1)
+            await self._deliver_safely(stream, entry_id, fields, 1)
 
     # -- one delivery ------------------------------------------------------------
+
+    async def _deliver_safely(
+        self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
+    ) -> None:
+        """``deliver``, and should anything unforeseen escape it, the entry comes back
+        after a backoff delay instead of staying held, and the batch goes on."""
+        try:
+            await self.deliver(stream, entry_id, fields, attempt)
+        except Exception:
+            logger.exception(
+                "subscriber %s: unexpected error delivering %s entry %s; trying it again later",
+                self.sub.id,
+                stream.decode(errors="replace"),
+                entry_id.decode(errors="replace"),
+            )
+            self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
 
     async def deliver(
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
     ) -> None:
         """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
         raw = fields.get(b"e")
-        limit = self.backend.settings.max_event_size
         try:
-            if raw is None:
-                raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
-            if len(raw) > limit:
-                raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-            envelope = self.backend.decoded(entry_id, raw, self.sub.event_type)
+            envelope = self._decode(entry_id, raw)
         except InvalidEnvelopeError as exc:
+            if raw is None:
+                exc = InvalidEnvelopeError(f"{exc}; fields: {_field_names(fields)}")
             await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
             return
         max_attempts = self.sub.retry.max_attempts
@@ -214,6 +237,14 @@ class StreamConsumer(DeliveryCounters):
         finally:
             self.current = None
 
+    def _decode(self, entry_id: bytes, raw: bytes | None) -> Envelope:
+        """The entry's envelope, of the subscribed type; else InvalidEnvelopeError."""
+        if raw is None:
+            raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
+        if len(raw) > self.backend.settings.max_event_size:
+            raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
+        return self.backend.decoded(entry_id, raw, self.sub.event_type)
+
     async def _failed(
         self, entry: _Entry, envelope: Envelope, attempt: int, exc: BaseException
     ) -> None:
@@ -234,12 +265,16 @@ class StreamConsumer(DeliveryCounters):
             exc,
         )
         self.retried += 1
+        self._schedule(entry.stream, entry.id, attempt + 1, delay)
+
+    def _schedule(self, stream: bytes, entry_id: bytes, attempt: int, delay: float) -> None:
+        """Deliver a held entry again (as ``attempt``) after ``delay`` seconds."""
         handle: asyncio.TimerHandle | None = None
 
         def due() -> None:
             assert handle is not None
             self._timers.discard(handle)
-            self.retries.append((entry.stream, entry.id, attempt + 1))
+            self.retries.append((stream, entry_id, attempt))
 
         handle = asyncio.get_running_loop().call_later(delay, due)
         self._timers.add(handle)
@@ -247,9 +282,10 @@ class StreamConsumer(DeliveryCounters):
     async def _run_retries(self) -> None:
         client = self.backend.client
         while self.retries and not self.stopping:
-            stream, entry_id, attempt = self.retries.popleft()
+            stream, entry_id, attempt = self.retries[0]
             # Claiming it again counts the delivery and checks it is still ours.
             claimed = await client.xclaim(stream, self.group, self.backend.consumer, 0, [entry_id])
+            self.retries.popleft()  # only now: a Redis error above leaves it due
             if not claimed:
                 self._held[stream].discard(entry_id)
                 logger.warning(
@@ -260,24 +296,55 @@ class StreamConsumer(DeliveryCounters):
                 )
                 continue
             _, fields = claimed[0]
-            await self.deliver(stream, entry_id, fields, attempt)
+            await self._deliver_safely(stream, entry_id, fields, attempt)
         await self._flush_acks()
 
     async def _dead_letter(
         self, entry: _Entry, envelope: Envelope | None, attempts: int, exc: BaseException
     ) -> None:
+        """Dead-letter a held entry; if Redis refuses the write, keep it held and
+        try again later, while the other entries keep flowing."""
         self.dead_lettered += 1
-        await self.backend.dead_letters_store().add(
-            consumer=self,
-            stream=entry.stream,
-            entry_id=entry.id,
-            payload=entry.raw,
-            envelope=envelope,
-            attempts=attempts,
-            error=exc,
-            failed_at=datetime.now(UTC),
+        self.unwritten.append(
+            DeadLetterStore.prepare(
+                subscriber=self.sub.id,
+                event_type=self.sub.event_name,
+                stream=entry.stream,
+                entry_id=entry.id,
+                payload=entry.raw,
+                envelope=envelope,
+                attempts=attempts,
+                error=exc,
+                failed_at=datetime.now(UTC),
+                max_event_size=self.backend.settings.max_event_size,
+            )
         )
-        self._held[entry.stream].discard(entry.id)
+        if len(self.unwritten) == 1:
+            await self._write_dead_letters()
+
+    async def _write_dead_letters(self) -> None:
+        """Write the dead letters waiting, oldest first; on a Redis error, stop and
+        schedule the next try (exponential backoff), never dropping one."""
+        store = self.backend.dead_letters_store()
+        while self.unwritten:
+            letter = self.unwritten[0]
+            try:
+                await store.write(letter, self.group, self.requeue)
+            except Exception as exc:
+                if self._unwritten_backoff.failures == 0:
+                    logger.warning(
+                        "subscriber %s: cannot write a dead letter (%s); %d waiting, "
+                        "retrying until Redis accepts it",
+                        self.sub.id,
+                        error_text(exc, 200),
+                        len(self.unwritten),
+                    )
+                delay = self._unwritten_backoff.next_delay()
+                self._unwritten_due = asyncio.get_running_loop().time() + delay
+                return
+            self.unwritten.popleft()
+            self._held[letter.stream].discard(letter.entry_id)
+        self._unwritten_backoff.reset()
 
     async def _flush_acks(self) -> None:
         client = self.backend.client
@@ -320,9 +387,11 @@ class StreamConsumer(DeliveryCounters):
 
     async def _deliver_claimed(self, stream: bytes, claimed: list[Any]) -> None:
         ids = [entry_id for entry_id, _ in claimed]
+        # Held (so renewed) only once counted: should that fail, nobody renews
+        # them and they are taken over again after claim_idle.
+        counts = await self.backend.delivery_counts(self, stream, ids)
         for entry_id in ids:
             self._held[stream].add(entry_id)
-        counts = await self.backend.delivery_counts(self, stream, ids)
         self.reclaimed += len(claimed)
         for entry_id, fields in claimed:
             if self.stopping:
@@ -330,7 +399,7 @@ class StreamConsumer(DeliveryCounters):
             if fields is None:  # deleted between claim and read
                 self._held[stream].discard(entry_id)
                 continue
-            await self.deliver(stream, entry_id, fields, counts.get(entry_id, 2))
+            await self._deliver_safely(stream, entry_id, fields, counts.get(entry_id, 2))
 
     async def _recreate_groups(self) -> None:
         """NOGROUP: the group (or the whole stream) is gone, e.g. Redis lost its data.
@@ -393,7 +462,16 @@ class StreamConsumer(DeliveryCounters):
                 await task
         with contextlib.suppress(Exception):
             await self._flush_acks()
+        if self.unwritten:
+            await self._write_dead_letters()  # a last try; else handed back with the rest
 
     def stats(self) -> SubscriberStats:
         """The subscription's counters in this process."""
         return self.snapshot(self.sub, self.pending)
+
+
+def _field_names(fields: dict[bytes, bytes]) -> str:
+    """The first field names of a foreign entry, for its dead letter's message."""
+    names = [name[:40].decode(errors="replace") for name in list(fields)[:10]]
+    more = f" and {len(fields) - 10} more" if len(fields) > 10 else ""
+    return ", ".join(names) + more if names else "none"

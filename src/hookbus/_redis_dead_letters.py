@@ -2,33 +2,42 @@
 
 One entry per dead letter, with the subscriber, the event's type and id, the
 stream and entry it came from, the attempts, the error, when it failed, and
-the stored payload as it was. Writing a dead letter and acknowledging the
-original entry happen in one transaction, so an event is never both pending
-and dead, nor neither. Re-queueing moves the payload to the subscriber's
+the stored payload as it was (at most ``max_event_size`` bytes). Writing a
+dead letter and acknowledging the original entry happen in one script, so an
+event is never both pending and dead, nor neither. Re-queueing moves the payload to the subscriber's
 re-queue stream and deletes the dead letter, in one transaction too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from pydantic_core import from_json
 
 from ._dead_letter import DeadLetter, error_type_name
 from ._envelope import Envelope, decode_envelope
 from ._event import Event
-from ._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError
+from ._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError, error_text
 from ._keys import Keys
-from ._redis_client import Redis
+from ._redis_client import Redis, id_key
+from ._redis_scripts import DEAD_LETTER
 
-if TYPE_CHECKING:
-    from ._redis_consumer import StreamConsumer
-
-__all__ = ["DeadLetterStore"]
+__all__ = ["DeadLetterStore", "UnwrittenLetter"]
 
 logger = logging.getLogger("hookbus")
+
+PAYLOAD_KEPT = 1024 * 1024  # bytes of an undecodable entry kept in its dead letter, at least
+
+
+class UnwrittenLetter(NamedTuple):
+    """A dead letter ready to be written, with the entry it acknowledges."""
+
+    stream: bytes
+    entry_id: bytes
+    fields: dict[str, Any]
 
 
 class DeadLetterStore:
@@ -38,11 +47,13 @@ class DeadLetterStore:
         self._client = client
         self._keys = keys
         self._types = types
+        self._script = client.register_script(DEAD_LETTER)
 
-    async def add(
-        self,
+    @staticmethod
+    def prepare(
         *,
-        consumer: StreamConsumer,
+        subscriber: str,
+        event_type: str,
         stream: bytes,
         entry_id: bytes,
         payload: bytes | None,
@@ -50,35 +61,47 @@ class DeadLetterStore:
         attempts: int,
         error: BaseException,
         failed_at: datetime,
-    ) -> None:
-        """Write a dead letter and acknowledge its entry, atomically."""
-        error_type = error_type_name(error)
+        max_event_size: int,
+    ) -> UnwrittenLetter:
+        """The fields of a dead letter; never raises, whatever the entry or error holds.
+
+        The payload is kept whole up to ``max_event_size`` (so every valid event
+        can be retried) or 1 MiB, whichever is larger; beyond, its beginning.
+        """
+        raw = payload if isinstance(payload, bytes) else b""
+        payload_limit = max(max_event_size, PAYLOAD_KEPT)
         fields: dict[str, Any] = {
-            "subscriber": consumer.sub.id,
-            "type": envelope.type if envelope else consumer.sub.event_name,
-            "event_id": envelope.id if envelope else _event_id_of(payload),
+            "subscriber": subscriber,
+            "type": envelope.type if envelope else event_type,
+            "event_id": envelope.id if envelope else _event_id_of(raw, payload_limit),
             "stream": stream,
             "entry": entry_id,
             "attempts": attempts,
-            "error_type": error_type,
-            "error_message": str(error)[:2000],
+            "error_type": error_type_name(error),
+            "error_message": error_text(error),
             "failed_at": failed_at.isoformat(),
-            "payload": payload or b"",
+            "payload": raw[:payload_limit],
         }
-        pipe = self._client.pipeline(transaction=True)
-        pipe.xadd(self._keys.dead(), fields)
-        pipe.xack(stream, consumer.group, entry_id)
-        if stream == consumer.requeue:
-            pipe.xdel(stream, entry_id)
-        await pipe.execute()
+        return UnwrittenLetter(stream, entry_id, fields)
+
+    async def write(self, letter: UnwrittenLetter, group: str, requeue: bytes) -> None:
+        """Write a dead letter and acknowledge its entry, atomically (raises on a Redis
+        error, leaving the entry pending)."""
+        args: list[Any] = [group, letter.entry_id, "1" if letter.stream == requeue else "0"]
+        for name, value in letter.fields.items():
+            args += (name, value)
+        await self._script(keys=[self._keys.dead(), letter.stream], args=args)
+        fields = letter.fields
         logger.error(
-            "subscriber %s gave up on %s %s after %d attempts: %s: %s",
-            consumer.sub.id,
+            "subscriber %s gave up on %s %s (%s entry %s) after %d attempts: %s: %s",
+            fields["subscriber"],
             fields["type"],
-            fields["event_id"],
-            attempts,
-            error_type,
-            error,
+            fields["event_id"] or "(no event id)",
+            letter.stream.decode(errors="replace"),
+            letter.entry_id.decode(errors="replace"),
+            fields["attempts"],
+            fields["error_type"],
+            fields["error_message"],
         )
 
     async def list(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
@@ -118,31 +141,56 @@ class DeadLetterStore:
             raise DeadLetterNotFoundError(f"no dead letter with id {letter_id!r}")
 
     def _letter(self, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+        """A dead-letter entry as a :class:`DeadLetter`; missing or garbled fields (the
+        stream is writable by anyone) read as empty rather than failing the listing."""
         payload = fields.get(b"payload", b"")
-        error_type = fields[b"error_type"].decode()
+        error_type = _text(fields.get(b"error_type")) or ""
         envelope: Envelope | None = None
         if error_type != "hookbus.InvalidEnvelopeError":
             with contextlib.suppress(InvalidEnvelopeError):
                 envelope = decode_envelope(payload, self._types)
         return DeadLetter(
             id=entry_id.decode(),
-            subscriber=fields[b"subscriber"].decode(),
-            event_type=fields[b"type"].decode(),
-            event_id=fields[b"event_id"].decode(),
+            subscriber=_text(fields.get(b"subscriber")) or "",
+            event_type=_text(fields.get(b"type")) or "",
+            event_id=_text(fields.get(b"event_id")) or "",
             envelope=envelope,
-            attempts=int(fields[b"attempts"]),
+            attempts=_int(fields.get(b"attempts")),
             error_type=error_type,
-            error_message=fields[b"error_message"].decode(),
-            failed_at=datetime.fromisoformat(fields[b"failed_at"].decode()),
+            error_message=_text(fields.get(b"error_message")) or "",
+            failed_at=_time(fields.get(b"failed_at"), entry_id),
             payload=payload,
+            source=_text(fields.get(b"stream")),
+            position=_text(fields.get(b"entry")),
         )
 
 
-def _event_id_of(payload: bytes | None) -> str:
-    """The ``id`` attribute of a payload that failed to decode, if it has one."""
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode(errors="replace")
+
+
+def _int(value: bytes | None) -> int:
     try:
-        doc = json.loads(payload or b"")
+        return int(value or 0)
     except ValueError:
+        return 0
+
+
+def _time(value: bytes | None, entry_id: bytes) -> datetime:
+    """When it failed; else when the dead letter was written (its entry id's time)."""
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat((value or b"").decode(errors="replace"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(id_key(entry_id)[0] / 1000, tz=UTC)
+
+
+def _event_id_of(payload: bytes, limit: int) -> str:
+    """The ``id`` attribute of a payload that failed to decode, if it has one (never raises)."""
+    if len(payload) > limit:
+        return ""
+    try:
+        doc = from_json(payload, allow_inf_nan=False)
+    except Exception:  # not JSON, nested too deeply...
         return ""
     value = doc.get("id") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) else ""
+    return value[:200] if isinstance(value, str) else ""

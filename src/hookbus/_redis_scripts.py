@@ -10,11 +10,17 @@ the error), so one refused event does not fail the others.
 entry that some consumer group has not acknowledged: every group's oldest
 pending entry and everything after its last delivered entry are kept. Done
 in one script, no group can move between the check and the trim.
+
+``DEAD_LETTER``: write a dead letter and acknowledge its entry. A refused
+write (wrong key type, out of memory) aborts the script before the
+acknowledgement, so the entry stays pending and the write can be retried:
+never acknowledged without its dead letter, which a MULTI would allow (a
+transaction runs its other commands when one fails).
 """
 
 from __future__ import annotations
 
-__all__ = ["STORE", "TRIM", "parse_live_message"]
+__all__ = ["DEAD_LETTER", "STORE", "TRIM", "parse_live_message"]
 
 # ARGV: triples (kind 'd' durable / 'e' ephemeral, envelope, channel);
 # KEYS: the stream of each durable item, in order, then the hash counting
@@ -75,6 +81,15 @@ for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   if less(need, cut) then cut = need end
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', cut[1], cut[2]))
+"""
+
+# KEYS[1] dead-letter stream, KEYS[2] the entry's stream; ARGV[1] group, ARGV[2] entry id,
+# ARGV[3] '1' to delete the entry too (a re-queue stream), ARGV[4...] the letter's fields.
+DEAD_LETTER = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then redis.call('XDEL', KEYS[2], ARGV[2]) end
+return id
 """
 
 

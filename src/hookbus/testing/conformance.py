@@ -40,6 +40,7 @@ from .._exceptions import (
     UnknownEventError,
 )
 from .._retry import RetryPolicy
+from ._hostile import HostileHandlerConformance
 from ._recorder import Recorder
 
 __all__ = ["BusConformance", "MakeBus"]
@@ -76,7 +77,7 @@ async def running(bus: EventBus) -> AsyncIterator[EventBus]:
         yield bus
 
 
-class BusConformance:
+class BusConformance(HostileHandlerConformance):
     """Subclass it and define the ``make_bus`` fixture (see the module docs)."""
 
     @pytest.fixture
