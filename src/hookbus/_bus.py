@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import logging
 from collections.abc import Callable
@@ -58,7 +59,8 @@ class EventBus:
 
     Use it as an async context manager (``async with bus:``) or call
     :meth:`start` and :meth:`stop`. Not thread-safe: call it from the event
-    loop that started it.
+    loop that started it; other threads (plain-function handlers, threads of
+    the application) emit with :meth:`emit_sync`.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class EventBus:
         self._max_size = self._settings.max_event_size
         self._source = self._settings.source
         self._lifecycle = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # while running: for emit_sync
 
     # -- configuration -------------------------------------------------------
 
@@ -207,6 +210,7 @@ class EventBus:
             if self._state is _State.RUNNING:
                 return
             await self._backend.start()
+            self._loop = asyncio.get_running_loop()
             self._state = _State.RUNNING
             self._accepting = True
 
@@ -228,6 +232,7 @@ class EventBus:
                 )
             finally:
                 self._state = _State.STOPPED
+                self._loop = None
                 if self._executor is not None:
                     self._executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = None
@@ -283,6 +288,41 @@ class EventBus:
         if pending is not None:
             await pending
         return envelope.id
+
+    def emit_sync(self, event: Event | str, /, **fields: Any) -> str:
+        """Emit from another thread than the bus's event loop; block until accepted.
+
+        For plain-function handlers (they run in worker threads) and threads
+        the application starts. It takes the same arguments as :meth:`emit`,
+        runs it on the bus's event loop and returns the event id, or raises
+        the same errors in the calling thread. An event emitted by a handler
+        (async or plain) records the handled event as its cause and keeps its
+        correlation id. From a handler it never waits for queue space; from
+        another thread it waits while a subscriber's queue is full
+        (backpressure, local mode), and the loop keeps running meanwhile.
+
+        Raises :class:`BusClosedError` if the bus is not running or stops
+        before accepting the event, and :class:`RuntimeError` when called on
+        the bus's event loop thread, where waiting would block the loop that
+        has to do the work: there, ``await bus.emit(...)``.
+        """
+        loop = self._loop
+        if loop is None:
+            raise BusClosedError(_closed_message(self._state))
+        if _running_loop() is loop:
+            raise RuntimeError(
+                "emit_sync() was called on the bus's event loop thread, where it would "
+                "block the loop it waits for; use 'await bus.emit(...)' there"
+            )
+        # The task runs in a copy of this thread's context, so emit() sees the
+        # delivery a plain handler is processing (pinned by its invoker).
+        coro = self.emit(event, **fields)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise BusClosedError(_closed_message(_State.STOPPED)) from None
+        return _wait_for_emit(future, loop)
 
     def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
         """Build the event of an emit by name; vet an instance of a class not seen yet."""
@@ -414,6 +454,32 @@ def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envel
         causation_id=parent.id,
         traceparent=parent.traceparent,
     )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wait_for_emit(future: concurrent.futures.Future[str], loop: asyncio.AbstractEventLoop) -> str:
+    """The result of an emit running on ``loop``, waited for in another thread.
+
+    The wait wakes up every second to notice a loop closed without running
+    the emit to its end (its task destroyed rather than cancelled).
+    """
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except concurrent.futures.CancelledError:  # the loop shut down (asyncio.run's end)
+            raise BusClosedError(_closed_message(_State.STOPPED)) from None
+        except TimeoutError:
+            if future.done():  # finished meanwhile, or the emit itself raised TimeoutError
+                return future.result()
+            if loop.is_closed():
+                future.cancel()
+                raise BusClosedError(_closed_message(_State.STOPPED)) from None
 
 
 def _check_event_type(cls: object) -> None:
