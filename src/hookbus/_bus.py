@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -322,7 +323,7 @@ class EventBus:
         except RuntimeError:  # the loop is closed
             coro.close()
             raise BusClosedError(_closed_message(_State.STOPPED)) from None
-        return _wait_for_emit(future, loop)
+        return _wait_for_emit(future, loop, coro)
 
     def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
         """Build the event of an emit by name; vet an instance of a class not seen yet."""
@@ -463,11 +464,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _wait_for_emit(future: concurrent.futures.Future[str], loop: asyncio.AbstractEventLoop) -> str:
+def _wait_for_emit(
+    future: concurrent.futures.Future[str],
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, str],
+) -> str:
     """The result of an emit running on ``loop``, waited for in another thread.
 
     The wait wakes up every second to notice a loop closed without running
-    the emit to its end (its task destroyed rather than cancelled).
+    the emit to its end (never started, or its task destroyed rather than
+    cancelled); the emit is then closed and the bus reported closed.
     """
     while True:
         try:
@@ -479,6 +485,8 @@ def _wait_for_emit(future: concurrent.futures.Future[str], loop: asyncio.Abstrac
                 return future.result()
             if loop.is_closed():
                 future.cancel()
+                with contextlib.suppress(RuntimeError):
+                    coro.close()  # no "never awaited" warning for an emit that never ran
                 raise BusClosedError(_closed_message(_State.STOPPED)) from None
 
 
