@@ -41,6 +41,7 @@ from .._exceptions import (
 )
 from .._retry import RetryPolicy
 from ._recorder import Recorder
+from ._thread_conformance import ThreadEmitConformance
 
 __all__ = ["BusConformance", "MakeBus"]
 
@@ -76,8 +77,12 @@ async def running(bus: EventBus) -> AsyncIterator[EventBus]:
         yield bus
 
 
-class BusConformance:
-    """Subclass it and define the ``make_bus`` fixture (see the module docs)."""
+class BusConformance(ThreadEmitConformance):
+    """Subclass it and define the ``make_bus`` fixture (see the module docs).
+
+    The tests of ``emit_sync`` (emitting from threads) are inherited from
+    :class:`~hookbus.testing._thread_conformance.ThreadEmitConformance`.
+    """
 
     @pytest.fixture
     def make_bus(self) -> MakeBus:
