@@ -150,7 +150,7 @@ class EventBus:
         ``max_attempts`` and ``retry`` override the bus's retry policy;
         ``timeout`` (seconds) turns a handler that runs longer into a failed
         attempt. ``async def`` handlers run on the event loop; plain functions
-        run in a worker thread.
+        run in a worker thread (they emit with :meth:`emit_sync`).
         """
 
         def decorator(handler: F) -> F:
