@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -33,6 +31,7 @@ from ._subscription import (
     default_subscriber_id,
     is_async_callable,
 )
+from ._threads import on_loop_thread, run_on_loop
 
 __all__ = ["EventBus"]
 
@@ -310,20 +309,12 @@ class EventBus:
         loop = self._loop
         if loop is None:
             raise BusClosedError(_closed_message(self._state))
-        if _running_loop() is loop:
+        if on_loop_thread(loop):
             raise RuntimeError(
                 "emit_sync() was called on the bus's event loop thread, where it would "
                 "block the loop it waits for; use 'await bus.emit(...)' there"
             )
-        # The task runs in a copy of this thread's context, so emit() sees the
-        # delivery a plain handler is processing (pinned by its invoker).
-        coro = self.emit(event, **fields)
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError:  # the loop is closed
-            coro.close()
-            raise BusClosedError(_closed_message(_State.STOPPED)) from None
-        return _wait_for_emit(future, loop, coro)
+        return run_on_loop(self.emit(event, **fields), loop)
 
     def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
         """Build the event of an emit by name; vet an instance of a class not seen yet."""
@@ -455,39 +446,6 @@ def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envel
         causation_id=parent.id,
         traceparent=parent.traceparent,
     )
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _wait_for_emit(
-    future: concurrent.futures.Future[str],
-    loop: asyncio.AbstractEventLoop,
-    coro: Coroutine[Any, Any, str],
-) -> str:
-    """The result of an emit running on ``loop``, waited for in another thread.
-
-    The wait wakes up every second to notice a loop closed without running
-    the emit to its end (never started, or its task destroyed rather than
-    cancelled); the emit is then closed and the bus reported closed.
-    """
-    while True:
-        try:
-            return future.result(timeout=1.0)
-        except concurrent.futures.CancelledError:  # the loop shut down (asyncio.run's end)
-            raise BusClosedError(_closed_message(_State.STOPPED)) from None
-        except TimeoutError:
-            if future.done():  # finished meanwhile, or the emit itself raised TimeoutError
-                return future.result()
-            if loop.is_closed():
-                future.cancel()
-                with contextlib.suppress(RuntimeError):
-                    coro.close()  # no "never awaited" warning for an emit that never ran
-                raise BusClosedError(_closed_message(_State.STOPPED)) from None
 
 
 def _check_event_type(cls: object) -> None:
