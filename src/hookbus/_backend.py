@@ -7,7 +7,8 @@ subscriptions it was given. Its contract, which the conformance suite
 * ``publish`` returns once the envelope is *accepted*: queued in memory
   (local) or stored (redis). It never runs or awaits a handler and never
   raises because of one. It may wait while a bounded queue is full
-  (backpressure).
+  (backpressure); if the backend stops meanwhile, it raises
+  :class:`~hookbus.BusClosedError` rather than accept what nobody will deliver.
 * Every subscription of the envelope's type gets it. Durable events are
   retried according to the subscription's :class:`RetryPolicy` and end as
   :class:`DeadLetter` after the last attempt; ephemeral ones go only to the

@@ -31,6 +31,7 @@ from ._subscription import (
     default_subscriber_id,
     is_async_callable,
 )
+from ._threads import on_loop_thread, run_on_loop
 
 __all__ = ["EventBus"]
 
@@ -58,7 +59,8 @@ class EventBus:
 
     Use it as an async context manager (``async with bus:``) or call
     :meth:`start` and :meth:`stop`. Not thread-safe: call it from the event
-    loop that started it.
+    loop that started it; other threads (plain-function handlers, threads of
+    the application) emit with :meth:`emit_sync`.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class EventBus:
         self._max_size = self._settings.max_event_size
         self._source = self._settings.source
         self._lifecycle = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # while running: for emit_sync
 
     # -- configuration -------------------------------------------------------
 
@@ -146,7 +149,7 @@ class EventBus:
         ``max_attempts`` and ``retry`` override the bus's retry policy;
         ``timeout`` (seconds) turns a handler that runs longer into a failed
         attempt. ``async def`` handlers run on the event loop; plain functions
-        run in a worker thread.
+        run in a worker thread (they emit with :meth:`emit_sync`).
         """
 
         def decorator(handler: F) -> F:
@@ -207,6 +210,7 @@ class EventBus:
             if self._state is _State.RUNNING:
                 return
             await self._backend.start()
+            self._loop = asyncio.get_running_loop()
             self._state = _State.RUNNING
             self._accepting = True
 
@@ -228,6 +232,7 @@ class EventBus:
                 )
             finally:
                 self._state = _State.STOPPED
+                self._loop = None
                 if self._executor is not None:
                     self._executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = None
@@ -283,6 +288,33 @@ class EventBus:
         if pending is not None:
             await pending
         return envelope.id
+
+    def emit_sync(self, event: Event | str, /, **fields: Any) -> str:
+        """Emit from another thread than the bus's event loop; block until accepted.
+
+        For plain-function handlers (they run in worker threads) and threads
+        the application starts. It takes the same arguments as :meth:`emit`,
+        runs it on the bus's event loop and returns the event id, or raises
+        the same errors in the calling thread. An event emitted by a handler
+        (async or plain) records the handled event as its cause and keeps its
+        correlation id. From a handler it never waits for queue space; from
+        another thread it waits while a subscriber's queue is full
+        (backpressure, local mode), and the loop keeps running meanwhile.
+
+        Raises :class:`BusClosedError` if the bus is not running or stops
+        before accepting the event, and :class:`RuntimeError` when called on
+        the bus's event loop thread, where waiting would block the loop that
+        has to do the work: there, ``await bus.emit(...)``.
+        """
+        loop = self._loop
+        if loop is None:
+            raise BusClosedError(_closed_message(self._state))
+        if on_loop_thread(loop):
+            raise RuntimeError(
+                "emit_sync() was called on the bus's event loop thread, where it would "
+                "block the loop it waits for; use 'await bus.emit(...)' there"
+            )
+        return run_on_loop(self.emit(event, **fields), loop)
 
     def _coerce(self, event: Event | str, fields: dict[str, Any]) -> Event:
         """Build the event of an emit by name; vet an instance of a class not seen yet."""

@@ -6,6 +6,12 @@ itself once, when it starts; per event it only updates ``worker.current``
 dispatch). A consequence: in a task that a handler spawns and that outlives
 the handler, :func:`current_envelope` follows the worker to its next event;
 capture the envelope before spawning if the task needs it.
+
+A plain-function handler runs in a thread with a copy of the worker's
+context in which the worker is replaced by :func:`pin_delivery`'s fixed
+record of the delivery: the thread keeps seeing its own event (and events it
+emits with ``emit_sync`` keep their causation) even if the worker moves on,
+as it does when the handler times out.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._subscription import Subscription
 
-__all__ = ["Delivering", "Delivery", "current_delivery", "current_envelope"]
+__all__ = [
+    "Delivering",
+    "Delivery",
+    "current_delivery",
+    "current_envelope",
+    "pin_delivery",
+]
 
 
 class Delivering(Protocol):
@@ -42,7 +54,27 @@ class Delivery:
     max_attempts: int
 
 
+@dataclass(slots=True)
+class _Pinned:
+    """One delivery as a worker saw it when a plain handler's thread started."""
+
+    current: Envelope | None
+    attempt: int
+    sub: Subscription
+
+
 _worker: ContextVar[Delivering | None] = ContextVar("hookbus_worker", default=None)
+
+
+def pin_delivery() -> None:
+    """Replace the worker of the current context by a fixed record of its delivery.
+
+    Run it in a copied context (``ctx.run(pin_delivery)``) before handing that
+    context to a thread; outside a delivery it does nothing.
+    """
+    worker = _worker.get()
+    if worker is not None:
+        _worker.set(_Pinned(worker.current, worker.attempt, worker.sub))
 
 
 def current_envelope() -> Envelope | None:

@@ -28,6 +28,7 @@ from ._context import _worker
 from ._dead_letter import DeadLetter, error_type_name
 from ._envelope import Envelope
 from ._exceptions import (
+    BusClosedError,
     ConfigurationError,
     DeadLetterNotFoundError,
     DrainTimeoutError,
@@ -340,6 +341,10 @@ class LocalBackend(Backend):
                 # its own progress can empty: emits from handlers may overflow.
                 while len(queue) >= limit and _worker.get() is None and worker.task:
                     await worker.wait_space()
+            if worker.task is None:  # stopped while this emit waited: nobody would deliver it
+                raise BusClosedError(
+                    "the bus stopped while the event waited for room in a subscriber's queue"
+                )
             queue.append(envelope)
             if worker.waiter is not None:
                 worker.wake()

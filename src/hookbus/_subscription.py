@@ -10,6 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from ._context import pin_delivery
 from ._event import Event, event_name, is_durable
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
@@ -133,7 +134,8 @@ def make_invoker(sub: Subscription, executor: Callable[[], Executor]) -> Invoker
     """The async callable a backend awaits for one delivery.
 
     Async handlers are returned as they are (nothing added to the hot path);
-    plain functions run in the bus's thread pool with the caller's context;
+    plain functions run in the bus's thread pool with a copy of the caller's
+    context in which the delivery is pinned (see :func:`pin_delivery`);
     a ``timeout`` wraps either.
     """
     invoke: Invoker = sub.handler if sub.is_async else _threaded(sub.handler, executor)
@@ -146,6 +148,7 @@ def _threaded(handler: Callable[[Event], Any], executor: Callable[[], Executor])
     async def run_in_thread(event: Event) -> None:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
+        ctx.run(pin_delivery)
         result = await loop.run_in_executor(executor(), ctx.run, handler, event)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):

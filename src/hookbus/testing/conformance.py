@@ -42,6 +42,7 @@ from .._exceptions import (
 from .._retry import RetryPolicy
 from ._hostile import HostileHandlerConformance
 from ._recorder import Recorder
+from ._thread_conformance import ThreadEmitConformance
 
 __all__ = ["BusConformance", "MakeBus"]
 
@@ -77,8 +78,13 @@ async def running(bus: EventBus) -> AsyncIterator[EventBus]:
         yield bus
 
 
-class BusConformance(HostileHandlerConformance):
-    """Subclass it and define the ``make_bus`` fixture (see the module docs)."""
+class BusConformance(HostileHandlerConformance, ThreadEmitConformance):
+    """Subclass it and define the ``make_bus`` fixture (see the module docs).
+
+    Tests of hostile handlers and of ``emit_sync`` (emitting from threads) are
+    inherited from :mod:`hookbus.testing._hostile` and
+    :mod:`hookbus.testing._thread_conformance`.
+    """
 
     @pytest.fixture
     def make_bus(self) -> MakeBus:
