@@ -181,3 +181,21 @@ async def test_dead_letter_store_is_bounded() -> None:
         await bus.drain(timeout=5)
         letters = await bus.dead_letters()
     assert [d.error_message for d in letters] == ["2", "3", "4"]
+
+
+async def test_a_burst_of_emits_lets_the_handlers_run_as_it_goes() -> None:
+    # Far below queue_size: no backpressure, yet handlers run during the burst
+    # (every 256 queued events the emitter yields), so queues stay short.
+    bus = local_bus(queue_size=10_000)
+    rec = Recorder[ItemScanned]()
+    bus.subscribe(ItemScanned, rec, name="books")
+    handled_during_burst: list[int] = []
+    async with bus:
+        for i in range(2_000):
+            await bus.emit(ItemScanned(n=i))
+            handled_during_burst.append(len(rec.events))
+        await bus.drain(timeout=10)
+    assert handled_during_burst[254] == 0  # nothing ran before the first pause
+    assert handled_during_burst[255] == 256  # the 256 queued ran at the pause
+    assert max(i + 1 - n for i, n in enumerate(handled_during_burst)) <= 255
+    assert [e.n for e in rec.events] == list(range(2_000))

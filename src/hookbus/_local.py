@@ -44,6 +44,8 @@ __all__ = ["LocalBackend"]
 logger = logging.getLogger("hookbus")
 
 _BATCH = 256  # queued deliveries run between two looks at the retries due
+_PAUSE_EVERY = 256  # a queue this long (or a multiple) makes the emitter yield once
+_PAUSE_MASK = _PAUSE_EVERY - 1
 
 
 class _Worker(DeliveryCounters):
@@ -326,6 +328,11 @@ class LocalBackend(Backend):
             queue.append(envelope)
             if worker.waiter is not None:
                 worker.wake()
+        if not len(queue) & _PAUSE_MASK:
+            # A burst of emits that never yields would pile thousands of events
+            # up before any handler runs (slow: they fall out of the CPU caches):
+            # every _PAUSE_EVERY queued events, the emitter lets the workers run.
+            return asyncio.sleep(0)
         return None
 
     async def _publish_waiting(self, envelope: Envelope, workers: tuple[_Worker, ...]) -> None:
