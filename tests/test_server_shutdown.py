@@ -5,7 +5,8 @@ workers), in local and redis modes, with an SSE and a WebSocket client
 connected and a handler in progress: on the signal, the SSE stream ends
 after a complete message, the WebSocket is closed with 1001, the handler
 finishes (and, in redis mode, its acknowledgement is written), and the
-process exits within the bus's stop timeout plus a second.
+process exits within the bus's stop timeout plus a second. The demo
+(``python -m examples.shop_demo``) stops the same way on Ctrl+C.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from apps.shop import SUBSCRIBERS
+from demo_server import demo_server
 from hookbus.testing.redis_server import RedisServer
 from redis_helpers import REPO_ROOT, caught_up, clean_env, free_port, handled, raw_redis, wait_until
 
@@ -217,3 +219,23 @@ async def test_sigterm_closes_the_feeds_and_stops_redis_mode(
 async def test_ctrl_c_closes_the_feeds_and_stops(tmp_path: Path) -> None:
     with uvicorn_server(clean_env(EVENT_BUS_MODE="local"), tmp_path, 1) as server:
         await _stop_with_feeds_open(server, 1, signal.SIGINT)
+
+
+async def test_ctrl_c_stops_the_demo_with_its_dashboard_connected(tmp_path: Path) -> None:
+    env = clean_env(HOOKBUS_STOP_TIMEOUT=str(STOP_TIMEOUT))
+    with demo_server(env, tmp_path) as demo:
+        async with feed_clients(demo.base) as clients:
+            demo.process.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+
+            async def exited() -> bool:
+                return demo.process.poll() is not None
+
+            await wait_until(exited, STOP_TIMEOUT + 5, "the demo to exit", interval=0.02)
+            took = time.monotonic() - sent
+            async with asyncio.timeout(2):
+                lines = await clients.sse
+                code = await clients.websocket
+        assert lines[-1] == ""
+        assert code == 1001
+        assert took < STOP_TIMEOUT + 1, "\n".join(demo.output)
