@@ -12,8 +12,12 @@ Knobs (environment):
 
 ``SHOP_HANDLER_DELAY``     seconds each handler sleeps (between its call and its success)
 ``SHOP_FAIL_SUBSCRIBER``   subscriber id whose handler always raises (after recording the call)
+``SHOP_RECORD_DIR``        a directory where each handler creates ``<subscriber>.<sale_id>.called``
+                         when called and ``<subscriber>.<sale_id>.handled`` when it succeeds
+                         (both modes)
 
-In local mode (the default) nothing is recorded: the handlers only sleep and maybe fail.
+In local mode (the default) nothing is recorded in Redis: the handlers only sleep and maybe
+fail, and write files if ``SHOP_RECORD_DIR`` is set.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 from decimal import Decimal
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -58,6 +63,7 @@ bus = EventBus()
 
 _DELAY = float(os.environ.get("SHOP_HANDLER_DELAY", "0") or 0)
 _FAILING = os.environ.get("SHOP_FAIL_SUBSCRIBER", "")
+_RECORD_DIR = os.environ.get("SHOP_RECORD_DIR", "")
 
 _client: aioredis.Redis | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
@@ -75,10 +81,17 @@ def _recorder() -> aioredis.Redis | None:
     return _client
 
 
+def _record(subscriber: str, sale_id: int, what: str) -> None:
+    """Create ``<subscriber>.<sale_id>.<what>`` in ``SHOP_RECORD_DIR``, if set."""
+    if _RECORD_DIR:
+        (Path(_RECORD_DIR) / f"{subscriber}.{sale_id}.{what}").touch()
+
+
 async def _handle(subscriber: str, sale: SaleClosed) -> None:
     client = _recorder()
     prefix = bus.settings.redis.prefix
     field = str(sale.sale_id)
+    _record(subscriber, sale.sale_id, "called")
     if client is not None:
         await client.hincrby(calls_key(prefix, subscriber), field, 1)
     if _DELAY > 0:
@@ -87,6 +100,7 @@ async def _handle(subscriber: str, sale: SaleClosed) -> None:
         raise RuntimeError(f"{subscriber} always fails (SHOP_FAIL_SUBSCRIBER)")
     if client is not None:
         await client.hincrby(handled_key(prefix, subscriber), field, 1)
+    _record(subscriber, sale.sale_id, "handled")
 
 
 @bus.on(SaleClosed, name="accounting")

@@ -9,7 +9,9 @@ Three lines wire a bus into an app::
 The same feed over WebSocket: ``event_feed_websocket(bus, authorize=...)``
 (``/events/ws``).
 
-Routes get the bus with ``bus: EventBus = Depends(get_bus)``.
+Routes get the bus with ``bus: EventBus = Depends(get_bus)``. On SIGTERM or
+SIGINT the feeds close before the server waits for its connections;
+``close_feeds(app)`` does the same from another server's shutdown hook.
 """
 
 from .._exceptions import ConfigurationError
@@ -23,12 +25,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._feed import EventFeedRouter, FeedStats, event_feed
 from ._lifespan import bus_lifespan, get_bus
+from ._shutdown import close_feeds
 from ._websocket import event_feed_websocket
 
 __all__ = [
     "EventFeedRouter",
     "FeedStats",
     "bus_lifespan",
+    "close_feeds",
     "event_feed",
     "event_feed_websocket",
     "get_bus",

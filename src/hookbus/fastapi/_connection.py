@@ -4,8 +4,8 @@ What a client asked for (types, where to resume) and may see (the filter
 ``authorize`` returned), and the envelopes it gets: the durable events it
 missed first, then live ones without duplicate, ``None`` whenever a heartbeat
 is due. A transport only formats and sends them: :meth:`FeedConnection.run`
-races its sending against the client's disconnect and against the listener
-overflowing, and whichever ends first stops the others.
+races its sending against the client's disconnect, the listener overflowing
+and the server going away, and whichever ends first stops the others.
 """
 
 import asyncio
@@ -141,15 +141,19 @@ def _parse_types(raw: str | None) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def open_feed(
-    bus: EventBus, stats: FeedStats, options: FeedOptions, asked: FeedRequest
+    bus: EventBus,
+    stats: FeedStats,
+    options: FeedOptions,
+    asked: FeedRequest,
+    going_away: asyncio.Event,
 ) -> AsyncIterator["FeedConnection"]:
     """Listen for one connection; inside the block nothing emitted is missed, and
-    leaving it frees the listener."""
+    leaving it frees the listener. ``going_away`` set ends the connection."""
     stats.connected += 1
     stats.open += 1
     try:
         async with bus.listen(*asked.types, buffer=options.buffer) as listener:
-            connection = FeedConnection(bus, listener, stats, options, asked)
+            connection = FeedConnection(bus, listener, stats, options, asked, going_away=going_away)
             listener.on_overflow = connection._overflowed
             yield connection
     finally:
@@ -166,8 +170,11 @@ class FeedConnection:
         stats: FeedStats,
         options: FeedOptions,
         asked: FeedRequest,
+        *,
+        going_away: asyncio.Event,
     ) -> None:
         self._bus = bus
+        self._going_away = going_away
         self._listener = listener
         self._stats = stats
         self._options = options
@@ -227,10 +234,11 @@ class FeedConnection:
         disconnected: Callable[[], Awaitable[None]],
     ) -> Ending:
         """Pass every item of :meth:`envelopes` to ``send`` until they end, the
-        client disconnects (``disconnected`` returns) or it is dropped for
-        falling behind (even while ``send`` waits on a stuck socket). Whichever
-        comes first cancels the others. ``OSError`` from ``send`` means the
-        client is gone."""
+        client disconnects (``disconnected`` returns), it is dropped for
+        falling behind (even while ``send`` waits on a stuck socket) or the
+        server is going away ("ended", as when the bus stops). Whichever comes
+        first cancels the others. ``OSError`` from ``send`` means the client
+        is gone."""
 
         async def sending() -> None:
             async with contextlib.aclosing(self.envelopes()) as envelopes:
@@ -240,7 +248,8 @@ class FeedConnection:
         sender = asyncio.ensure_future(sending())
         receiver = asyncio.ensure_future(disconnected())
         dropping = asyncio.ensure_future(self.dropped.wait())
-        tasks = [sender, receiver, dropping]
+        leaving = asyncio.ensure_future(self._going_away.wait())
+        tasks = [sender, receiver, dropping, leaving]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -13,7 +13,10 @@ kept in local mode), then live ones; ephemeral events are live only. A
 comment line is sent every ``heartbeat`` seconds. A connection whose buffer
 overflows (a stuck browser) is closed and counted; it never slows the bus.
 The response listens for the client's disconnect while it streams: whichever
-ends first stops the other, and the listener is freed at once.
+ends first stops the other, and the listener is freed at once. When the
+server is going away (:func:`~hookbus.fastapi.close_feeds`) or the bus stops,
+the stream ends after its last complete message; the browser reconnects and
+resumes.
 """
 
 import asyncio
@@ -41,6 +44,7 @@ from ._connection import (
     open_feed,
 )
 from ._lifespan import get_bus
+from ._shutdown import FeedShutdown, get_feed_shutdown
 
 __all__ = ["EventFeedRouter", "EventSourceResponse", "FeedStats", "event_feed"]
 
@@ -83,14 +87,17 @@ def event_feed(
     @router.get(path, response_class=Response, summary="Live event feed (Server-Sent Events)")
     async def stream(
         request: Request,
+        *,
         event_filter: Annotated[Any, Depends(access)],
         feed_bus: Annotated[EventBus, Depends(get_bus)],
+        shutdown: Annotated[FeedShutdown, Depends(get_feed_shutdown)],
         types: Annotated[str | None, Query(description="comma-separated event types")] = None,
         last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
     ) -> Response:
         resume = request.headers.get("last-event-id") or last_event_id
         asked = feed_request(types, resume, event_filter)
-        return EventSourceResponse(open_feed(feed_bus, router.stats, options, asked))
+        feed = open_feed(feed_bus, router.stats, options, asked, shutdown.going_away)
+        return EventSourceResponse(feed, shutdown)
 
     return router
 
@@ -113,11 +120,14 @@ def _message(envelope: Envelope) -> bytes:
 class EventSourceResponse(Response):
     """Streams one connection's feed as SSE while listening for the client's
     disconnect; the first to finish stops the other, so a closed browser frees
-    its listener at once."""
+    its listener at once. ``shutdown`` counts the response open until its
+    last chunk is sent."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, feed: AbstractAsyncContextManager[FeedConnection]) -> None:
+    def __init__(
+        self, feed: AbstractAsyncContextManager[FeedConnection], shutdown: FeedShutdown
+    ) -> None:
         # Not Response.__init__: it would declare a Content-Length.
         self.status_code = 200
         self.background = None
@@ -127,6 +137,7 @@ class EventSourceResponse(Response):
             (b"x-accel-buffering", b"no"),
         ]
         self._feed = feed
+        self._shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_messages(batch: list[Envelope] | None) -> None:
@@ -137,15 +148,17 @@ class EventSourceResponse(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        async with self._feed as connection:
-            # The response starts once the listener is in place: only then does the
-            # client get its 200, so nothing it triggers afterwards can be missed.
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send(
-                {"type": "http.response.body", "body": b": connected\n\n", "more_body": True}
-            )
-            await connection.run(send_messages, disconnected)
-        # A stuck client may never take this last frame: do not wait for it long.
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(1.0):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        with self._shutdown.connection():
+            async with self._feed as connection:
+                # The response starts once the listener is in place: only then does the
+                # client get its 200, so nothing it triggers afterwards can be missed.
+                start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                await send(start)
+                await send(
+                    {"type": "http.response.body", "body": b": connected\n\n", "more_body": True}
+                )
+                await connection.run(send_messages, disconnected)
+            # A stuck client may never take this last frame: do not wait for it long.
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -10,7 +10,8 @@ resume rules), as JSON text frames:
 
 Close codes: 1008 (policy violation) when ``authorize`` or the ``types``
 check refuses the connection; 1013 (try again later) when it fell ``buffer``
-events behind; 1001 (going away) when the bus stops. Resuming is with the
+events behind; 1001 (going away) when the server is going away
+(:func:`~hookbus.fastapi.close_feeds`) or the bus stops. Resuming is with the
 ``lastEventId`` query parameter.
 """
 
@@ -40,6 +41,7 @@ from ._connection import (
     open_feed,
 )
 from ._lifespan import get_bus
+from ._shutdown import FeedShutdown, get_feed_shutdown
 
 __all__ = ["event_feed_websocket"]
 
@@ -76,7 +78,8 @@ def event_feed_websocket(
     or ``WebSocket``, not ``Request``. ``types`` (query, comma-separated)
     narrows the feed; unknown names are refused (1008) with the valid ones
     listed in ``detail``. ``lastEventId`` (query) resumes after that event.
-    A connection more than ``buffer`` events behind is closed with 1013.
+    A connection more than ``buffer`` events behind is closed with 1013;
+    every connection is closed with 1001 when the server is going away.
     """
     options = feed_options(
         "event_feed_websocket",
@@ -96,9 +99,11 @@ def event_feed_websocket(
     @router.websocket(path)
     async def stream(
         websocket: WebSocket,
+        *,
         _refusal: Annotated[None, Depends(_close_on_refusal)],
         event_filter: Annotated[Any, Depends(access)],
         feed_bus: Annotated[EventBus, Depends(get_bus)],
+        shutdown: Annotated[FeedShutdown, Depends(get_feed_shutdown)],
         types: Annotated[str | None, Query(description="comma-separated event types")] = None,
         last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
     ) -> None:
@@ -116,15 +121,17 @@ def event_feed_websocket(
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # what the client sends is ignored
 
-        async with open_feed(feed_bus, router.stats, options, asked) as connection:
-            # Accepted once the listener is in place: nothing emitted after the
-            # client is connected can be missed.
-            await websocket.accept()
-            ending = await connection.run(send_frames, disconnected)
-        if ending == "dropped":
-            await _close(websocket, TRY_AGAIN_LATER, f"fell more than {buffer} events behind")
-        elif ending == "ended":
-            await _close(websocket, GOING_AWAY, "the event bus stopped")
+        with shutdown.connection():
+            feed = open_feed(feed_bus, router.stats, options, asked, shutdown.going_away)
+            async with feed as connection:
+                # Accepted once the listener is in place: nothing emitted after the
+                # client is connected can be missed.
+                await websocket.accept()
+                ending = await connection.run(send_frames, disconnected)
+            if ending == "dropped":
+                await _close(websocket, TRY_AGAIN_LATER, f"fell more than {buffer} events behind")
+            elif ending == "ended":
+                await _close(websocket, GOING_AWAY, "the server is shutting down")
 
     return router
 
