@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -41,12 +42,22 @@ async def test_replay_from_a_point_in_time(redis_url: str, redis_prefix: str) ->
     async with bus:
         await bus.emit(Stocked(n=0))
         await bus.drain(timeout=10)
-        middle = datetime.now(UTC)
+        middle = await _a_later_millisecond()
         await bus.emit(Stocked(n=1))
         await bus.drain(timeout=10)
         await bus.replay("audit", since=middle, event_type=Stocked)
         await rec.wait_for(3)
     assert [e.n for e in rec.events] == [0, 1, 1]
+
+
+async def _a_later_millisecond() -> datetime:
+    """A time in a later millisecond than now: stream ids count milliseconds, so an
+    entry stored before it cannot share its millisecond."""
+    start = datetime.now(UTC)
+    await asyncio.sleep(0.002)  # the clock moves on by at least this much
+    later = datetime.now(UTC)
+    assert later >= start + timedelta(milliseconds=2)
+    return later
 
 
 async def test_replay_of_an_unknown_subscriber_is_refused(

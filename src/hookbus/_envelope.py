@@ -15,10 +15,11 @@ import functools
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, create_model
-from pydantic_core import from_json
+from pydantic import ValidationError
+from pydantic_core import SchemaValidator, from_json
+from pydantic_core import core_schema as cs
 
 from ._event import Event, resolve_event_type
 from ._exceptions import InvalidEnvelopeError, UnknownEventError, error_text
@@ -215,18 +216,18 @@ def _decode(
 ) -> Envelope:
     if expected is not None:
         try:
-            wire: Any = _wire_model(expected).model_validate_json(raw)
+            wire: dict[str, Any] = _wire_validator(expected).validate_json(raw)
         except ValidationError:
             pass  # not the expected shape: the general path says precisely why
         else:
             return Envelope(
-                wire.id,
-                wire.data,
-                wire.source,
-                correlation_id=wire.correlationid,
-                causation_id=wire.causationid,
-                traceparent=wire.traceparent,
-                time=wire.time,
+                wire["id"],
+                wire["data"],
+                wire["source"],
+                correlation_id=wire.get("correlationid"),
+                causation_id=wire.get("causationid"),
+                traceparent=wire.get("traceparent"),
+                time=wire.get("time"),
             )
     try:
         doc = from_json(raw, allow_inf_nan=False)
@@ -265,25 +266,24 @@ def _decode(
 
 
 @functools.lru_cache(maxsize=1024)
-def _wire_model(cls: type[Event]) -> type[BaseModel]:
-    """A model of the whole envelope of ``cls``, so pydantic-core parses it at once."""
-    optional: Any = (str | None, None)
-    fields: dict[str, Any] = {
-        "specversion": (Literal["1.0"], ...),
-        "id": (str, ...),
-        "source": (str, ...),
-        "type": (Literal[cls.__event_name__], ...),
-        "time": (AwareDatetime | None, None),
-        "correlationid": optional,
-        "causationid": optional,
-        "traceparent": optional,
+def _wire_validator(cls: type[Event]) -> SchemaValidator:
+    """A validator of the whole envelope of ``cls``, so pydantic-core parses it and
+    validates the event in one pass, into a plain dict (no model of the envelope)."""
+    optional = cs.nullable_schema(cs.str_schema())
+    fields = {
+        "specversion": cs.typed_dict_field(cs.literal_schema([SPECVERSION])),
+        "id": cs.typed_dict_field(cs.str_schema()),
+        "source": cs.typed_dict_field(cs.str_schema()),
+        "type": cs.typed_dict_field(cs.literal_schema([cls.__event_name__])),
+        "time": cs.typed_dict_field(
+            cs.nullable_schema(cs.datetime_schema(tz_constraint="aware")), required=False
+        ),
+        "correlationid": cs.typed_dict_field(optional, required=False),
+        "causationid": cs.typed_dict_field(optional, required=False),
+        "traceparent": cs.typed_dict_field(optional, required=False),
+        "data": cs.typed_dict_field(cls.__pydantic_core_schema__),
     }
-    return create_model(
-        f"{cls.__name__}Envelope",
-        __config__=ConfigDict(extra="ignore"),
-        **fields,
-        data=(cls, ...),
-    )
+    return SchemaValidator(cs.typed_dict_schema(fields, extra_behavior="ignore"))
 
 
 def _opt_str(doc: dict[str, Any], key: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import datetime
@@ -88,7 +89,8 @@ class RedisBackend(Backend):
         self.publisher: Publisher | None = None
         self.dead_letter_store: DeadLetterStore | None = None
         self.live = LiveFeed(self)
-        self._decoded: dict[tuple[type[Event], bytes], Envelope] = {}
+        self._decoded: OrderedDict[tuple[type[Event], bytes, bytes], Envelope] = OrderedDict()
+        self._readers: Counter[str] = Counter()  # durable subscriptions per event type
         self.hub.on_change = self.live.mark_dirty
         self.hub.settle = self._settle_listeners
         self.maintenance = Maintenance(self)
@@ -205,6 +207,7 @@ class RedisBackend(Backend):
             )
         consumer = StreamConsumer(self, subscription)
         self._consumers[key] = consumer
+        self._readers[subscription.event_name] += 1
         if self._running:
             task = asyncio.get_running_loop().create_task(self._late_start(consumer))
             self._tasks.append(task)
@@ -372,16 +375,21 @@ class RedisBackend(Backend):
         feed = self.live
         return LiveStatistics(feed.disconnects, feed.missed, feed.caught_up)
 
-    def decoded(self, entry_id: bytes, raw: bytes, expected: type[Event]) -> Envelope:
-        """The envelope of a stream entry, decoded once for all the subscriptions of
-        this process that read it (events are immutable: sharing is safe)."""
-        key = (expected, entry_id)
+    def decoded(
+        self, stream: bytes, entry_id: bytes, raw: bytes, expected: type[Event]
+    ) -> Envelope:
+        """The envelope of a stream entry. When several subscriptions of this process
+        read the stream, it is decoded once for all of them (events are immutable:
+        sharing is safe); a stream read by one subscription is not cached."""
+        if self._readers[expected.__event_name__] == 1:
+            return decode_envelope(raw, self.types, expected)
+        key = (expected, stream, entry_id)
         envelope = self._decoded.get(key)
         if envelope is None:
             envelope = decode_envelope(raw, self.types, expected)
             self._decoded[key] = envelope
             if len(self._decoded) > DECODED_CACHE:
-                del self._decoded[next(iter(self._decoded))]
+                self._decoded.popitem(last=False)
         return envelope
 
     def statistics(self) -> list[SubscriberStats]:

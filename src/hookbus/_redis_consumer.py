@@ -78,6 +78,7 @@ class StreamConsumer(DeliveryCounters):
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
         self._last_read: dict[bytes, bytes] = {}
+        self.max_event_size = backend.settings.max_event_size
         self.reset_counters()
         self.reclaimed = 0
 
@@ -205,10 +206,15 @@ class StreamConsumer(DeliveryCounters):
         """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
         raw = fields.get(b"e")
         try:
-            envelope = self._decode(entry_id, raw)
-        except InvalidEnvelopeError as exc:
             if raw is None:
-                exc = InvalidEnvelopeError(f"{exc}; fields: {_field_names(fields)}")
+                raise InvalidEnvelopeError(
+                    "entry has no 'e' field (not written by hookbus); "
+                    f"fields: {_field_names(fields)}"
+                )
+            if len(raw) > self.max_event_size:
+                raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
+            envelope = self.backend.decoded(stream, entry_id, raw, self.sub.event_type)
+        except InvalidEnvelopeError as exc:
             await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
             return
         max_attempts = self.sub.retry.max_attempts
@@ -236,14 +242,6 @@ class StreamConsumer(DeliveryCounters):
             self._acks[stream].append(entry_id)
         finally:
             self.current = None
-
-    def _decode(self, entry_id: bytes, raw: bytes | None) -> Envelope:
-        """The entry's envelope, of the subscribed type; else InvalidEnvelopeError."""
-        if raw is None:
-            raise InvalidEnvelopeError("entry has no 'e' field (not written by hookbus)")
-        if len(raw) > self.backend.settings.max_event_size:
-            raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-        return self.backend.decoded(entry_id, raw, self.sub.event_type)
 
     async def _failed(
         self, entry: _Entry, envelope: Envelope, attempt: int, exc: BaseException
@@ -316,7 +314,7 @@ class StreamConsumer(DeliveryCounters):
                 attempts=attempts,
                 error=exc,
                 failed_at=datetime.now(UTC),
-                max_event_size=self.backend.settings.max_event_size,
+                max_event_size=self.max_event_size,
             )
         )
         if len(self.unwritten) == 1:
