@@ -194,10 +194,12 @@ async def test_a_rename_replaces_the_old_name_on_every_page(
     with demo_server(clean_env(), tmp_path) as server:
         ann = await open_page(browser, problems, "Ann")
         bob = await open_page(browser, problems, "Bob")
-        for page in (ann, bob):
+        ann_tab = problems.watch(await ann.context.new_page())  # the same browser: one visitor
+        pages = (ann, bob, ann_tab)
+        for page in pages:
             await page.goto(server.base + "/")
             await expect(page.locator("#feed-status")).to_have_text("live", timeout=15_000)
-        for page in (ann, bob):
+        for page in pages:
             await expect(online(page)).to_have_text(
                 [re.compile(r"^Ann"), re.compile(r"^Bob")], timeout=10_000
             )
@@ -205,12 +207,14 @@ async def test_a_rename_replaces_the_old_name_on_every_page(
 
         await ann.fill("#me", "Anne-Marie")
         await ann.press("#me", "Enter")
-        for page in (ann, bob):
+        for page in pages:
             await expect(online(page, "Anne-Marie")).to_have_count(1, timeout=5_000)
             await expect(online(page, "Ann")).to_have_count(0, timeout=2_000)
             await expect(online(page)).to_have_count(2)
         await expect(online(ann, "Anne-Marie")).to_contain_text("(you)")
         await expect(online(bob, "Anne-Marie")).not_to_contain_text("(you)")
+        await expect(ann_tab.locator("#me")).to_have_value("Anne-Marie")
+        await expect(online(ann_tab, "Anne-Marie")).to_contain_text("(you)")
 
         # A page opened after the rename learns the names from the server, not the old one.
         carol = await open_page(browser, problems, "Carol")

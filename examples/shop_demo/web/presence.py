@@ -1,8 +1,8 @@
 """Presence: who has the dashboard open, in every process.
 
-A dashboard says hello (``POST /api/presence``) when it opens, when its
-visitor changes their name, and every ``HELLO_EVERY`` seconds while it stays
-open; each hello is an ephemeral ``UserConnected``, which every process
+A dashboard says hello (``POST /api/presence``) whenever its feed connects,
+when its visitor changes their name, and every ``HELLO_EVERY`` seconds while
+it stays open; each hello is an ephemeral ``UserConnected``, which every process
 hears. A hello carries the visitor's id, which a browser keeps whatever
 name it gives, so a new name replaces the old one at once. A visitor not
 heard from for ``FORGET_AFTER`` seconds is no longer online.

@@ -99,10 +99,15 @@ function onEnvelope(envelope) {
   addToFeed(envelope);
 }
 
-function connectFeed(path, types) {
+// onOpen runs at every (re)connection, once the server listens for this page.
+function connectFeed(path, types, onOpen) {
   const source = new EventSource(path);  // reconnects by itself, sending Last-Event-ID
   const status = $("feed-status");
-  source.onopen = () => { status.textContent = "live"; status.className = "feed-status live"; };
+  source.onopen = () => {
+    status.textContent = "live";
+    status.className = "feed-status live";
+    onOpen();
+  };
   source.onerror = () => {
     status.textContent = "reconnecting…";
     status.className = "feed-status connecting";
@@ -336,7 +341,20 @@ async function addMember(event) {
 
 function sayHello() {
   const user = $("me").value.trim();
-  if (user) postJson("/api/presence", { visitor: state.visitor, user }).catch(() => {});
+  if (!user) return;
+  state.online[state.visitor] = { user, seen: Date.now() };
+  renderOnline();
+  postJson("/api/presence", { visitor: state.visitor, user }).catch(() => {});
+}
+
+// Who the server heard from before this page's feed was listening.
+async function refreshOnline() {
+  const online = await api("/api/presence");
+  for (const { visitor, user, ago } of online.visitors) {
+    const seen = Date.now() - ago * 1000;
+    if (!(state.online[visitor]?.seen > seen)) state.online[visitor] = { user, seen };
+  }
+  renderOnline();
 }
 
 // One id per browser, kept whatever name its visitor gives: a hello under a new
@@ -359,8 +377,6 @@ function rename() {
     return;
   }
   localStorage.setItem(NAME_KEY, user);
-  state.online[state.visitor] = { user, seen: Date.now() };
-  renderOnline();
   sayHello();
 }
 
@@ -374,7 +390,8 @@ async function start() {
   me.addEventListener("change", rename);
   window.addEventListener("storage", (event) => {  // renamed in another tab
     if (event.key === NAME_KEY && event.newValue) {
-      me.value = event.newValue;
+      me.value = event.newValue;  // that tab said hello under the new name
+      state.online[state.visitor] = { user: event.newValue, seen: Date.now() };
       renderOnline();
     }
   });
@@ -383,7 +400,10 @@ async function start() {
   state.durable = meta.event_types;
   $("mode").textContent = `${meta.mode} mode`;
   $("feed-link").href = meta.feed;
-  connectFeed(meta.feed, Object.keys(meta.event_types));
+  connectFeed(meta.feed, Object.keys(meta.event_types), () => {
+    refreshOnline().catch(() => {});
+    sayHello();
+  });
 
   $("sale-form").addEventListener("submit", closeSale);
   $("close-till").addEventListener("click", closeTill);
@@ -396,16 +416,12 @@ async function start() {
     }
   });
 
-  const [counters, online] = await Promise.all([api("/api/counters"), api("/api/presence")]);
+  const counters = await api("/api/counters");
   state.countersByProcess[counters.process] ??= counters.counters;
-  for (const { visitor, user, ago } of online.visitors) {
-    state.online[visitor] ??= { user, seen: Date.now() - ago * 1000 };
-  }
   renderCounters();
   refreshDeadLetters();
   renderOnline();
   refreshTill();
-  sayHello();
   setInterval(sayHello, HELLO_EVERY_MS);
   setInterval(renderOnline, 5000);
 }
