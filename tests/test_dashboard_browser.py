@@ -1,5 +1,7 @@
 """The demo's dashboard in a real headless Chromium: an import's progress bar reaches
-100 % and a sale closed from the page shows up in the live feed.
+100 % and a sale closed from the page shows up in the live feed; a visitor who renames
+themselves is listed under the new name only, on every open page. Every page loads and
+runs without a console error, a page error or a failed request (favicon included).
 
 Chromium is Debian's ``chromium`` package (``.ci/run`` installs it), driven by
 Playwright with that executable (no browser download). The screenshot is saved
@@ -15,7 +17,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Error,
+    Locator,
+    Page,
+    Request,
+    Response,
+    async_playwright,
+    expect,
+)
 
 from demo_server import demo_server
 from redis_helpers import REPO_ROOT, clean_env
@@ -38,17 +50,66 @@ pytestmark = [
 ]
 
 
+class Problems:
+    """What went wrong in the pages it watches: console errors, uncaught page errors,
+    failed requests and HTTP error responses, as readable lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on("console", self._console)
+        page.on("pageerror", self._page_error)
+        page.on("requestfailed", self._request_failed)
+        page.on("response", self._response)
+        return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.lines.append(f"console {message.type}: {message.text} ({message.location})")
+
+    def _page_error(self, error: Error) -> None:
+        self.lines.append(f"page error: {error}")
+
+    def _request_failed(self, request: Request) -> None:
+        self.lines.append(f"request failed: {request.method} {request.url}: {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.lines.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
+async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 1000})
-            yield await context.new_page()
+            yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+async def open_page(browser: Browser, problems: Problems, name: str | None = None) -> Page:
+    """A page in a context of its own: another visitor, with ``name`` as their name."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+    if name is not None:
+        await context.add_init_script(
+            f"localStorage.getItem('hookbus-demo-user') || "
+            f"localStorage.setItem('hookbus-demo-user', {name!r})"
+        )
+    return problems.watch(await context.new_page())
+
+
+@pytest.fixture
+async def page(browser: Browser, problems: Problems) -> Page:
+    return await open_page(browser, problems)
 
 
 @pytest.fixture
@@ -58,7 +119,7 @@ def artifacts() -> Path:
 
 
 async def test_import_progress_reaches_100_and_a_closed_sale_appears_in_the_feed(
-    page: Page, tmp_path: Path, artifacts: Path
+    page: Page, problems: Problems, tmp_path: Path, artifacts: Path
 ) -> None:
     env = clean_env(SHOP_IMPORT_PACE="0.02")
     with demo_server(env, tmp_path) as server:
@@ -117,3 +178,49 @@ async def test_import_progress_reaches_100_and_a_closed_sale_appears_in_the_feed
         await letter.locator("button.discard").click()
         await expect(letter).to_have_count(0, timeout=10_000)
         await expect(page.locator("#letters-empty")).to_be_visible()
+        assert not problems.lines, "\n".join(problems.lines)
+
+
+def online(page: Page, user: str | None = None) -> Locator:
+    """The entries of the page's "Who's online" list (those of ``user`` if given)."""
+    if user is None:
+        return page.locator("#online li[data-user]")
+    return page.locator(f'#online li[data-user="{user}"]')
+
+
+async def test_a_rename_replaces_the_old_name_on_every_page(
+    browser: Browser, problems: Problems, tmp_path: Path
+) -> None:
+    with demo_server(clean_env(), tmp_path) as server:
+        ann = await open_page(browser, problems, "Ann")
+        bob = await open_page(browser, problems, "Bob")
+        ann_tab = problems.watch(await ann.context.new_page())  # the same browser: one visitor
+        pages = (ann, bob, ann_tab)
+        for page in pages:
+            await page.goto(server.base + "/")
+            await expect(page.locator("#feed-status")).to_have_text("live", timeout=15_000)
+        for page in pages:
+            await expect(online(page)).to_have_text(
+                [re.compile(r"^Ann"), re.compile(r"^Bob")], timeout=10_000
+            )
+        await expect(online(ann, "Ann")).to_contain_text("(you)")
+
+        await ann.fill("#me", "Anne-Marie")
+        await ann.press("#me", "Enter")
+        for page in pages:
+            await expect(online(page, "Anne-Marie")).to_have_count(1, timeout=5_000)
+            await expect(online(page, "Ann")).to_have_count(0, timeout=2_000)
+            await expect(online(page)).to_have_count(2)
+        await expect(online(ann, "Anne-Marie")).to_contain_text("(you)")
+        await expect(online(bob, "Anne-Marie")).not_to_contain_text("(you)")
+        await expect(ann_tab.locator("#me")).to_have_value("Anne-Marie")
+        await expect(online(ann_tab, "Anne-Marie")).to_contain_text("(you)")
+
+        # A page opened after the rename learns the names from the server, not the old one.
+        carol = await open_page(browser, problems, "Carol")
+        await carol.goto(server.base + "/")
+        await expect(online(carol)).to_have_text(
+            [re.compile(r"^Anne-Marie"), re.compile(r"^Bob"), re.compile(r"^Carol")],
+            timeout=10_000,
+        )
+        assert not problems.lines, "\n".join(problems.lines)

@@ -3,6 +3,7 @@ answers, refuses, and emits."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,46 @@ def test_the_shop_actions_are_json_routes_in_openapi(client: TestClient) -> None
     page = client.get("/")
     assert page.status_code == 200
     assert "EventSource" in client.get("/static/dashboard.js").text
+
+
+def test_the_dashboard_declares_an_icon_that_is_served(client: TestClient) -> None:
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', client.get("/").text)
+    assert icon is not None
+    answer = client.get(icon[1])
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("image/svg+xml")
+
+
+ANN, BOB = "a1" * 12, "b2" * 12  # visitor ids, as a browser makes them
+
+
+def online_names(client: TestClient, expected: list[str]) -> list[dict[str, object]]:
+    """Wait until ``GET /api/presence`` lists exactly ``expected`` (by name); its visitors."""
+    body = wait_for(
+        client, "/api/presence", lambda b: [v["user"] for v in b["visitors"]] == expected
+    )
+    visitors: list[dict[str, object]] = body["visitors"]
+    return visitors
+
+
+def test_a_hello_under_a_new_name_replaces_the_old_name(client: TestClient) -> None:
+    for visitor, user in ((ANN, "Ann"), (BOB, "Bob")):
+        answer = client.post("/api/presence", json={"visitor": visitor, "user": user})
+        assert answer.status_code == 202
+    online_names(client, ["Ann", "Bob"])
+
+    client.post("/api/presence", json={"visitor": ANN, "user": "Anne-Marie"})
+    visitors = online_names(client, ["Anne-Marie", "Bob"])
+    assert [v["visitor"] for v in visitors] == [ANN, BOB]
+    assert all(isinstance(v["ago"], float) for v in visitors)
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [{"user": "Ann"}, {"visitor": "short", "user": "Ann"}, {"visitor": "a b" * 8, "user": "Ann"}],
+)
+def test_a_hello_needs_a_visitor_id(client: TestClient, hello: dict[str, str]) -> None:
+    assert client.post("/api/presence", json=hello).status_code == 422
 
 
 def test_closing_a_sale_emits_it_and_accounting_books_it(client: TestClient) -> None:

@@ -1,6 +1,6 @@
 """The web demo under two uvicorn workers in redis mode (``--workers 2``): a feed served
-by one worker shows what the other emitted, and every critical event is handled once
-per subscriber across both."""
+by one worker shows what the other emitted, every critical event is handled once
+per subscriber across both, and both follow a visitor's rename."""
 
 from __future__ import annotations
 
@@ -144,6 +144,26 @@ async def test_two_workers_share_one_bus(
             await wait_until(all_handled, 60, "accounting and barcodes to finish")
             accounting = feed.counters("accounting", "sale_closed")
             barcodes = feed.counters("barcodes", "article_imported")
+
+            # A visitor renames themselves: every process lists the new name only.
+            visitor = "c3" * 12
+            for user in ("Ann", "Anne-Marie"):
+                hello = {"visitor": visitor, "user": user}
+                await _served_by(server.base, "POST", "/api/presence", json=hello)
+            names: dict[str, list[str]] = {}
+
+            async def every_process_has_the_new_name_only() -> bool:
+                response = await _served_by(server.base, "GET", "/api/presence")
+                names[response.headers[SERVED_BY]] = [
+                    v["user"] for v in response.json()["visitors"] if v["visitor"] == visitor
+                ]
+                return names.keys() == processes and all(
+                    users == ["Anne-Marie"] for users in names.values()
+                )
+
+            await wait_until(
+                every_process_has_the_new_name_only, 30, "both processes to list the new name"
+            )
 
     # Once per subscriber across both workers: no sale or article handled twice.
     assert accounting["handled"] == len(served), accounting

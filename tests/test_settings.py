@@ -153,6 +153,123 @@ def test_invalid_redis_urls_say_what_is_expected(url: str) -> None:
     assert "redis://" in str(info.value)
 
 
+# -- Redis URL query options --------------------------------------------------------
+
+ACCEPTED_OPTIONS = (
+    "db, socket_timeout, socket_connect_timeout, socket_keepalive, ssl_ca_certs, ssl_ca_path, "
+    "ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname"
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "option", "reason"),
+    [
+        ("foo=bar", "foo", "unknown option"),
+        ("cluster=true", "cluster", "Redis Cluster is not supported yet"),
+        ("socket_timeout=1&colour", "colour", "unknown option"),
+        ("retry_on_timeout=yes", "retry_on_timeout", "hookbus sets it itself"),
+        ("password=secret", "password", "before the host"),
+    ],
+)
+def test_an_unknown_url_option_is_named_with_the_accepted_ones(
+    query: str, option: str, reason: str
+) -> None:
+    url = f"redis://cache:6379/0?{query}"
+    for build in (
+        lambda: Settings(redis_url=url),
+        lambda: Settings.from_env({"HOOKBUS_REDIS_URL": url}),
+        lambda: EventBus(mode="redis", redis_url=url),
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            build()
+        message = str(info.value)
+        assert f"option {option!r} is not accepted (" in message
+        assert reason in message
+        assert message.endswith(f"accepted options: {ACCEPTED_OPTIONS}")
+        assert "secret" not in message
+
+
+def test_the_environment_url_is_checked_when_the_bus_is_built(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("EVENT_BUS_MODE", "redis")
+    clean_env.setenv("HOOKBUS_REDIS_URL", "redis://cache:6379/0?cluster=true")
+    with pytest.raises(ConfigurationError, match="'cluster' is not accepted"):
+        EventBus()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("socket_timeout=abc", "socket_timeout='abc' is invalid: expected a number of seconds"),
+        ("socket_timeout=", "socket_timeout='' is invalid: expected a number of seconds"),
+        ("socket_connect_timeout=-1", "socket_connect_timeout='-1' is invalid: expected a number"),
+        ("socket_timeout=nan", "socket_timeout='nan' is invalid: expected a number of seconds"),
+        ("socket_keepalive=maybe", "socket_keepalive='maybe' is invalid: expected a boolean"),
+        ("db=two", "db='two' is invalid: expected a database number >= 0 (int)"),
+        ("db=-1", "db='-1' is invalid: expected a database number >= 0 (int)"),
+    ],
+)
+def test_an_ill_typed_url_option_names_the_option_and_the_type(query: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(f"Redis URL option {expected}")):
+        Settings(redis_url=f"redis://cache/?{query}")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("ssl_cert_reqs=sometimes", "ssl_cert_reqs='sometimes' is invalid: expected one of"),
+        ("ssl_check_hostname=2", "ssl_check_hostname='2' is invalid: expected a boolean"),
+        ("ssl_ca_certs=", "ssl_ca_certs='' is invalid: expected a non-empty path"),
+    ],
+)
+def test_an_ill_typed_tls_option_names_the_option_and_the_type(query: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(f"Redis URL option {expected}")):
+        Settings(redis_url=f"rediss://cache/?{query}")
+
+
+@pytest.mark.parametrize("url", ["redis://cache/0", "unix:///run/redis.sock"])
+def test_tls_options_need_a_tls_url(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="'ssl_ca_certs' applies to TLS connections only"):
+        Settings(redis_url=f"{url}?ssl_ca_certs=/etc/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://cache/?db=1&db=2", "option 'db' is given twice"),
+        ("redis://cache/1?db=2", "gives the database twice"),
+    ],
+)
+def test_an_ambiguous_url_is_refused(url: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=expected):
+        Settings(redis_url=url)
+
+
+def test_accepted_url_options_are_typed() -> None:
+    from hookbus._redis_url import parse_redis_url
+
+    url = parse_redis_url(
+        "rediss://:pw@cache:6380?db=3&socket_timeout=2.5&socket_connect_timeout=1"
+        "&socket_keepalive=off&ssl_ca_certs=/etc/ssl/ca%20file.pem&ssl_ca_path=/etc/ssl/certs"
+        "&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_cert_reqs=optional&ssl_check_hostname=no"
+    )
+    assert url.address == "rediss://:pw@cache:6380"
+    assert url.options == {
+        "db": 3,
+        "socket_timeout": 2.5,
+        "socket_connect_timeout": 1.0,
+        "socket_keepalive": False,
+        "ssl_ca_certs": "/etc/ssl/ca file.pem",
+        "ssl_ca_path": "/etc/ssl/certs",
+        "ssl_certfile": "/c.pem",
+        "ssl_keyfile": "/k.pem",
+        "ssl_cert_reqs": "optional",
+        "ssl_check_hostname": False,
+    }
+    assert parse_redis_url("unix:///run/redis.sock?db=2").options == {"db": 2}
+
+
 # -- options -------------------------------------------------------------------------
 
 

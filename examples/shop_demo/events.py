@@ -86,8 +86,13 @@ class ProgressUpdated(Event, durable=False):
 
 
 class UserConnected(Event, durable=False):
-    """A volunteer has the dashboard open (sent again while it stays open)."""
+    """A volunteer has the dashboard open (sent again while it stays open).
 
+    ``visitor`` stays the same for one browser whatever name it gives: a
+    hello under a new name replaces the old one.
+    """
+
+    visitor: str
     user: str
 
 

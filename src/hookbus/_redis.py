@@ -52,6 +52,7 @@ from ._redis_live import LiveFeed
 from ._redis_maintenance import Maintenance
 from ._redis_publisher import Publisher
 from ._redis_replay import entry_of_event_in, replay_position
+from ._redis_url import safe_url
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription
 
@@ -130,7 +131,7 @@ class RedisBackend(Backend):
         async with asyncio.timeout(self.settings.redis.emit_timeout):
             while not self.live.ready.is_set():
                 if self.live.refusal is not None:
-                    raise refused_error(self.live.refusal, _safe_url(self.settings.redis_url))
+                    raise refused_error(self.live.refusal, safe_url(self.settings.redis_url))
                 await asyncio.sleep(0.01)
             await self.live.round_trip(self.client)
 
@@ -146,15 +147,15 @@ class RedisBackend(Backend):
                 return
             except Exception as exc:
                 if self.live.refusal is not None:
-                    url = _safe_url(self.settings.redis_url)
+                    url = safe_url(self.settings.redis_url)
                     raise refused_error(self.live.refusal, url) from exc
                 if is_refused(exc):
-                    raise refused_error(exc, _safe_url(self.settings.redis_url)) from exc
+                    raise refused_error(exc, safe_url(self.settings.redis_url)) from exc
                 if not (is_transient(exc) or isinstance(exc, TimeoutError)):
                     raise
                 if loop.time() >= deadline:
                     raise BusUnavailableError(
-                        f"Redis at {_safe_url(self.settings.redis_url)} unreachable for "
+                        f"Redis at {safe_url(self.settings.redis_url)} unreachable for "
                         f"{timeout:.1f}s: {exc}"
                     ) from exc
                 await backoff.sleep()
@@ -412,12 +413,3 @@ async def _group_caught_up(client: Redis, stream: bytes, group: str) -> bool:
             continue
         return int(row["pending"]) == 0 and id_key(row["last-delivered-id"]) >= id_key(last)
     return True
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"

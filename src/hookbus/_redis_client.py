@@ -11,6 +11,7 @@ import random
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._exceptions import ConfigurationError
+from ._redis_url import parse_redis_url
 
 try:
     import redis.asyncio as aioredis
@@ -94,25 +95,33 @@ def is_nogroup(exc: BaseException) -> bool:
 def make_client(settings: Settings, *, blocking: bool = False, name: str = "hookbus") -> Redis:
     """A client (with its own pool) for ``settings.redis_url``.
 
-    Command clients time out after ``emit_timeout``. Blocking clients (for
-    ``XREADGROUP BLOCK``) wait ``block`` plus a margin, so that a blocking read
-    never trips the socket timeout.
+    Command clients time out after ``emit_timeout`` (or the URL's
+    ``socket_timeout``). Blocking clients (for ``XREADGROUP BLOCK``) wait
+    ``block`` plus a margin, so that a blocking read never trips the socket
+    timeout. The URL's query options were checked and typed by
+    :func:`~hookbus._redis_url.parse_redis_url`; they are passed as keywords,
+    never left for the client to read from the URL.
     """
     options = settings.redis
-    timeout = options.block + max(2.0, options.emit_timeout) if blocking else options.emit_timeout
+    url = parse_redis_url(settings.redis_url)
     kwargs: dict[str, Any] = {
-        "decode_responses": False,
-        "socket_timeout": timeout,
+        "socket_timeout": options.emit_timeout,
         "socket_connect_timeout": min(options.emit_timeout, 5.0),
         "socket_keepalive": True,
-        "health_check_interval": 0 if blocking else 15,
-        "client_name": name,
-        "retry_on_timeout": False,
-        # hookbus retries in its own loops, with its own timeouts.
-        "retry": Retry(NoBackoff(), 0),
+        **url.options,
     }
+    if blocking:
+        kwargs["socket_timeout"] = options.block + max(2.0, kwargs["socket_timeout"])
+    kwargs.update(
+        decode_responses=False,
+        health_check_interval=0 if blocking else 15,
+        client_name=name,
+        retry_on_timeout=False,
+        # hookbus retries in its own loops, with its own timeouts.
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
-        return aioredis.Redis.from_url(settings.redis_url, **kwargs)
+        return aioredis.Redis.from_url(url.address, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid Redis URL for hookbus: {exc}") from exc
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["RedisOptions"]
+__all__ = ["FALSE_WORDS", "TRUE_WORDS", "RedisOptions"]
 
 GroupStart = Literal["new", "all"]
 
@@ -35,8 +35,8 @@ DEFAULT_EMIT_TIMEOUT = 5.0
 DEFAULT_CONSUMER_EXPIRY = 3600.0
 DEFAULT_LIVE_BUFFER = 1000
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +137,9 @@ def _parse(var: str, raw: str, kind: str) -> str | bool | int | float:
     if kind == "str":
         return raw
     if kind == "bool":
-        if raw.lower() in _TRUE:
+        if raw.lower() in TRUE_WORDS:
             return True
-        if raw.lower() in _FALSE:
+        if raw.lower() in FALSE_WORDS:
             return False
         raise ConfigurationError(f"{var}={raw!r}: expected 1/0, true/false, yes/no or on/off")
     try:

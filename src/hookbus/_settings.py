@@ -6,7 +6,8 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 =============================  ===========================================
 ``EVENT_BUS_MODE``             ``local`` (default) or ``redis``
 ``HOOKBUS_MODE``               same, used when ``EVENT_BUS_MODE`` is unset
-``HOOKBUS_REDIS_URL``          ``redis://[user:password@]host:port/db`` or ``rediss://``
+``HOOKBUS_REDIS_URL``          ``redis://[user:password@]host:port/db``, ``rediss://``,
+                               ``unix://``; query options: :mod:`hookbus._redis_url`
 ``HOOKBUS_MAX_EVENT_SIZE``     bytes, default 1 MiB
 ``HOOKBUS_QUEUE_SIZE``         per-subscriber queue bound (local mode)
 ``HOOKBUS_MAX_ATTEMPTS``       default attempts before a dead letter
@@ -27,10 +28,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypedDict
-from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
 from ._redis_options import RedisOptions
+from ._redis_url import parse_redis_url
 from ._retry import RetryPolicy
 
 __all__ = ["MODES", "Settings", "SettingsOptions"]
@@ -45,7 +46,6 @@ DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_MAX_DEAD_LETTERS = 10_000
 DEFAULT_SOURCE = "hookbus"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class SettingsOptions(TypedDict, total=False):
@@ -87,7 +87,7 @@ class Settings:
                 f"unknown event bus mode {self.mode!r}; accepted: {', '.join(MODES)} "
                 "(EVENT_BUS_MODE / HOOKBUS_MODE)"
             )
-        _check_redis_url(self.redis_url)
+        parse_redis_url(self.redis_url)
         for name in ("max_event_size", "queue_size", "max_dead_letters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -182,32 +182,3 @@ def _parse(var: str, raw: str, kind: type[int] | type[float]) -> int | float:
         return kind(raw)
     except ValueError:
         raise ConfigurationError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
-
-
-def _check_redis_url(url: str) -> None:
-    expected = (
-        "expected redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
-        "or unix:///path/to/socket"
-    )
-    if not isinstance(url, str):
-        raise ConfigurationError(f"redis_url must be a string; {expected}")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {url!r} ({exc}); {expected}") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigurationError(f"invalid Redis URL {url!r}: bad scheme; {expected}")
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigurationError(f"invalid Redis URL {url!r}: no socket path; {expected}")
-        return
-    if not parts.hostname:
-        raise ConfigurationError(f"invalid Redis URL {url!r}: no host; {expected}")
-    if port is not None and not 0 < port < 65536:
-        raise ConfigurationError(f"invalid Redis URL {url!r}: bad port; {expected}")
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise ConfigurationError(
-            f"invalid Redis URL {url!r}: database must be a number; {expected}"
-        )

@@ -6,20 +6,24 @@
 const FEED_LIMIT = 150;
 const HELLO_EVERY_MS = 15000;
 const FORGET_AFTER_S = 40;
+const NAME_KEY = "hookbus-demo-user";
+const VISITOR_KEY = "hookbus-demo-visitor";
 const TECHNICAL = new Set(["progress_updated", "counters_reported"]);
 
 const $ = (id) => document.getElementById(id);
 const state = {
   durable: {},            // event type -> durable?
   countersByProcess: {},  // process -> [{subscriber, event_type, handled, ...}]
-  online: {},             // user -> Date.now() when last heard of
+  online: {},             // visitor id -> {user, seen: Date.now() when last heard of}
+  visitor: null,          // this browser's visitor id (the same in all its tabs)
   job: null,              // the import job the progress bar follows
 };
 
 async function api(path, options = {}) {
   const response = await fetch(path, options);
-  const body = response.headers.get("content-type")?.includes("json")
-    ? await response.json() : await response.text();
+  const text = await response.text();  // empty for 204 No Content
+  const body = text && response.headers.get("content-type")?.includes("json")
+    ? JSON.parse(text) : text;
   if (!response.ok) {
     const detail = body && body.detail !== undefined ? body.detail : body;
     throw new Error(typeof detail === "string" ? detail : describeErrors(detail));
@@ -95,10 +99,15 @@ function onEnvelope(envelope) {
   addToFeed(envelope);
 }
 
-function connectFeed(path, types) {
+// onOpen runs at every (re)connection, once the server listens for this page.
+function connectFeed(path, types, onOpen) {
   const source = new EventSource(path);  // reconnects by itself, sending Last-Event-ID
   const status = $("feed-status");
-  source.onopen = () => { status.textContent = "live"; status.className = "feed-status live"; };
+  source.onopen = () => {
+    status.textContent = "live";
+    status.className = "feed-status live";
+    onOpen();
+  };
   source.onerror = () => {
     status.textContent = "reconnecting…";
     status.className = "feed-status connecting";
@@ -118,7 +127,7 @@ const reactions = {
   cash_session_closed: refreshTill,
   progress_updated: (d) => showProgress(d.job_id, d.done, d.total),
   import_finished: (d) => showProgress(d.job_id, d.articles, d.articles),
-  user_connected: (d) => { state.online[d.user] = Date.now(); renderOnline(); },
+  user_connected: (d) => { state.online[d.visitor] = { user: d.user, seen: Date.now() }; renderOnline(); },
   counters_reported: (d) => { state.countersByProcess[d.process] = d.counters; renderCounters(); },
 };
 
@@ -237,16 +246,15 @@ async function settle(button, path, method) {
 
 function renderOnline() {
   const now = Date.now();
-  const me = $("me").value.trim();
-  const users = Object.entries(state.online)
-    .filter(([, seen]) => now - seen < FORGET_AFTER_S * 1000)
-    .map(([user]) => user)
-    .sort();
+  const visitors = Object.entries(state.online)
+    .filter(([, { seen }]) => now - seen < FORGET_AFTER_S * 1000)
+    .sort(([a, x], [b, y]) => x.user.localeCompare(y.user) || a.localeCompare(b));
   const list = $("online");
-  list.replaceChildren(...users.map((user) => {
+  list.replaceChildren(...visitors.map(([visitor, { user }]) => {
     const item = document.createElement("li");
     item.textContent = user;
-    if (user === me) {
+    item.dataset.user = user;
+    if (visitor === state.visitor) {
       const you = document.createElement("span");
       you.className = "you";
       you.textContent = "(you)";
@@ -254,7 +262,7 @@ function renderOnline() {
     }
     return item;
   }));
-  if (!users.length) {
+  if (!visitors.length) {
     const item = document.createElement("li");
     item.className = "empty muted";
     item.textContent = "Nobody yet.";
@@ -333,25 +341,69 @@ async function addMember(event) {
 
 function sayHello() {
   const user = $("me").value.trim();
-  if (user) postJson("/api/presence", { user }).catch(() => {});
+  if (!user) return;
+  state.online[state.visitor] = { user, seen: Date.now() };
+  renderOnline();
+  postJson("/api/presence", { visitor: state.visitor, user }).catch(() => {});
+}
+
+// Who the server heard from before this page's feed was listening.
+async function refreshOnline() {
+  const online = await api("/api/presence");
+  for (const { visitor, user, ago } of online.visitors) {
+    const seen = Date.now() - ago * 1000;
+    if (!(state.online[visitor]?.seen > seen)) state.online[visitor] = { user, seen };
+  }
+  renderOnline();
+}
+
+// One id per browser, kept whatever name its visitor gives: a hello under a new
+// name replaces the old name on every page.
+function visitorId() {
+  let id = localStorage.getItem(VISITOR_KEY);
+  if (!/^[0-9a-f]{24}$/.test(id || "")) {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem(VISITOR_KEY, id);
+  }
+  return id;
+}
+
+function rename() {
+  const me = $("me");
+  const user = me.value.trim();
+  if (!user) {  // no name: keep the one we had
+    me.value = localStorage.getItem(NAME_KEY) || "";
+    return;
+  }
+  localStorage.setItem(NAME_KEY, user);
+  sayHello();
 }
 
 // ---- start -------------------------------------------------------------------
 
 async function start() {
+  state.visitor = visitorId();
   const me = $("me");
-  me.value = localStorage.getItem("hookbus-demo-user")
-    || `Volunteer ${Math.floor(10 + Math.random() * 90)}`;
-  me.addEventListener("change", () => {
-    localStorage.setItem("hookbus-demo-user", me.value.trim());
-    sayHello();
+  me.value = localStorage.getItem(NAME_KEY) || `Volunteer ${Math.floor(10 + Math.random() * 90)}`;
+  localStorage.setItem(NAME_KEY, me.value);  // the browser's other tabs say the same name
+  me.addEventListener("change", rename);
+  window.addEventListener("storage", (event) => {  // renamed in another tab
+    if (event.key === NAME_KEY && event.newValue) {
+      me.value = event.newValue;  // that tab said hello under the new name
+      state.online[state.visitor] = { user: event.newValue, seen: Date.now() };
+      renderOnline();
+    }
   });
 
   const meta = await api("/api/meta");
   state.durable = meta.event_types;
   $("mode").textContent = `${meta.mode} mode`;
   $("feed-link").href = meta.feed;
-  connectFeed(meta.feed, Object.keys(meta.event_types));
+  connectFeed(meta.feed, Object.keys(meta.event_types), () => {
+    refreshOnline().catch(() => {});
+    sayHello();
+  });
 
   $("sale-form").addEventListener("submit", closeSale);
   $("close-till").addEventListener("click", closeTill);
@@ -364,16 +416,12 @@ async function start() {
     }
   });
 
-  const [counters, online] = await Promise.all([api("/api/counters"), api("/api/presence")]);
+  const counters = await api("/api/counters");
   state.countersByProcess[counters.process] ??= counters.counters;
-  for (const [user, ago] of Object.entries(online.users)) {
-    state.online[user] ??= Date.now() - ago * 1000;
-  }
   renderCounters();
   refreshDeadLetters();
   renderOnline();
   refreshTill();
-  sayHello();
   setInterval(sayHello, HELLO_EVERY_MS);
   setInterval(renderOnline, 5000);
 }
