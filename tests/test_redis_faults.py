@@ -262,3 +262,35 @@ async def test_a_subscriber_cut_off_by_the_output_buffer_limit_notices_and_catch
     assert len(rec.events) < flashes  # messages were lost while cut off ...
     assert len(rec.events) + stats.missed == flashes  # ... and every one is counted
     assert sorted(set(beeps_seen)) == list(range(beeps))  # durable ones caught up
+
+
+class Boop(Event, name="faults.boop"):
+    n: int
+
+
+async def test_an_event_redis_refuses_fails_alone_in_its_batch(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    beeps, blinks = Recorder[Beep](), Recorder[Blink]()
+    bus.subscribe(Beep, beeps, name="beeps")
+    bus.subscribe(Blink, blinks, name="blinks")
+    client = raw_client(redis_url)
+    try:
+        async with bus:
+            # Another program broke one type's stream: its events cannot be stored.
+            await client.set(f"{redis_prefix}:stream:faults.boop", "not a stream")
+            emits = [bus.emit(Beep(n=i)) if i % 3 else bus.emit(Boop(n=i)) for i in range(60)]
+            emits += [bus.emit(Blink(n=i)) for i in range(5)]
+            results = await asyncio.gather(*emits, return_exceptions=True)
+            await beeps.wait_for(40)
+            await blinks.wait_for(5)
+    finally:
+        await client.aclose()
+    for i, result in enumerate(results[:60]):
+        if i % 3:
+            assert isinstance(result, str), result
+        else:
+            assert isinstance(result, BusUnavailableError), result
+            assert "WRONGTYPE" in str(result)
+    assert sorted(e.n for e in beeps.events) == [i for i in range(60) if i % 3]

@@ -1,7 +1,7 @@
 """Emitting in redis mode: concurrent emits pipelined together.
 
-Every ``publish`` appends its envelope to a batch and waits for its own
-result; one flusher task sends the whole batch as one ``STORE`` script call
+Every ``publish`` appends its envelope to a batch and returns a future of its
+own result; one flusher task sends the whole batch as one ``STORE`` script call
 (XADD + PUBLISH for each durable event, PUBLISH for each ephemeral one)
 while the next batch gathers: one command and one reply per batch, however
 many events it holds. So concurrent emits share round trips, and
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ._envelope import Envelope
 from ._exceptions import BusClosedError, BusUnavailableError
@@ -31,8 +32,9 @@ __all__ = ["Publisher"]
 logger = logging.getLogger("hookbus")
 
 MAX_BATCH = 500
+MAX_TYPES = 127  # event types in one batch: their numbers fit in a byte below 128
 
-_Waiting = tuple[Envelope, "asyncio.Future[bytes | None]", float]
+_Waiting = tuple[Envelope, "asyncio.Future[None]", float]
 
 
 class Publisher:
@@ -56,18 +58,19 @@ class Publisher:
         self._published = keys.published().encode()
         self._closed = False
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Store (durable) or broadcast (ephemeral) one envelope; the stream id, if stored."""
+    def publish(self, envelope: Envelope) -> asyncio.Future[None]:
+        """Store (durable) or broadcast (ephemeral) one envelope: await the future
+        returned, done once the envelope is stored (or failed)."""
         if self._closed:
             raise BusClosedError("the bus is stopped: it accepts no more events")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes | None] = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         self._batch.append((envelope, future, loop.time()))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name="hookbus:publisher")
         # If the emitter is cancelled, the future is too; the flusher skips it
         # (the event may still be stored: at least once).
-        await future
+        return future
 
     def _names_of(self, event_type: str) -> tuple[bytes, bytes]:
         """Stream and channel names of a type, encoded once (the hot path sends bytes)."""
@@ -82,10 +85,10 @@ class Publisher:
     async def _flush(self) -> None:
         backoff = Backoff()
         while self._batch:
-            batch, self._batch = self._batch[:MAX_BATCH], self._batch[MAX_BATCH:]
+            batch = self._take()
             while batch:
                 try:
-                    results = await self._send(batch)
+                    failures = await self._send(batch)
                 except Exception as exc:
                     if isinstance(exc, redis_errors.NoScriptError):
                         self._sha = None  # the server lost its scripts (restart)
@@ -97,14 +100,21 @@ class Publisher:
                     await backoff.sleep()
                     continue
                 backoff.reset()
-                for (_, future, _), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue  # the emitter was cancelled
-                    if result.startswith(b"ERR "):
-                        future.set_exception(_translate(Exception(result[4:].decode())))
-                    else:
-                        future.set_result(None if result == b"-" else result)
+                _settle(batch, failures)
                 break
+
+    def _take(self) -> list[_Waiting]:
+        """The next batch: the oldest envelopes, at most MAX_BATCH of MAX_TYPES types."""
+        types: set[str] = set()
+        count = 0
+        for envelope, _, _ in self._batch[:MAX_BATCH]:
+            if envelope.type not in types:
+                if len(types) == MAX_TYPES:
+                    break
+                types.add(envelope.type)
+            count += 1
+        batch, self._batch = self._batch[:count], self._batch[count:]
+        return batch
 
     def _expire(self, batch: list[_Waiting], exc: BaseException) -> list[_Waiting]:
         """Fail the emits that waited ``emit_timeout``; keep the others."""
@@ -119,31 +129,50 @@ class Publisher:
             )
         return [w for w in batch if now - w[2] < self._timeout]
 
-    async def _send(self, batch: list[_Waiting]) -> list[bytes]:
-        """Store the batch with one STORE call; one result per item."""
+    async def _send(self, batch: list[_Waiting]) -> list[Any]:
+        """Store the batch with one STORE call; its failures, as (number, error) pairs."""
         if self._sha is None:
             self._sha = await self._client.script_load(STORE)
         names = self._names
+        numbers: dict[str, int] = {}
         streams: list[bytes] = []
-        args: list[bytes] = []
+        channels: list[bytes] = []
+        kinds = bytearray()
+        payloads: list[bytes] = []
         remember = self._on_sent
         for envelope, _, _ in batch:
             if remember is not None:
                 remember(envelope)
-            try:
-                stream, channel = names[envelope.type]
-            except KeyError:
-                stream, channel = names[envelope.type] = self._names_of(envelope.type)
-            if envelope.durable:
+            number = numbers.get(envelope.type)
+            if number is None:
+                try:
+                    stream, channel = names[envelope.type]
+                except KeyError:
+                    stream, channel = names[envelope.type] = self._names_of(envelope.type)
                 streams.append(stream)
-                args.append(b"d")
-            else:
-                args.append(b"e")
-            args.append(envelope.encode())
-            args.append(channel)
+                channels.append(channel)
+                number = numbers[envelope.type] = len(streams)
+            kinds.append(number if envelope.durable else number + 128)
+            payloads.append(envelope.encode())
         streams.append(self._published)
-        results: list[bytes] = await self._client.evalsha(self._sha, len(streams), *streams, *args)
-        return results
+        failures: list[Any] = await self._client.evalsha(
+            self._sha, len(streams), *streams, bytes(kinds), *channels, *payloads
+        )
+        return failures
+
+
+def _settle(batch: list[_Waiting], failures: list[Any]) -> None:
+    """Resolve the emits of a stored batch: failed ones with their error."""
+    errors = {int(failures[i]): failures[i + 1] for i in range(0, len(failures), 2)}
+    for number, (_, future, _) in enumerate(batch, 1):
+        if future.done():
+            continue  # the emitter was cancelled
+        error = errors.get(number) if errors else None
+        if error is None:
+            future.set_result(None)
+        else:
+            text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+            future.set_exception(_translate(Exception(text)))
 
 
 def _translate(exc: Exception) -> Exception:

@@ -3,8 +3,10 @@
 ``STORE``: store a batch of emitted events in one round trip. Each durable
 event is appended to its stream and then announced live with its stream id
 (so an announcement always follows a successful store); each ephemeral one
-is only published. Every item gets its own result (a stream id, ``-``, or
-the error), so one refused event does not fail the others.
+is only published. A refused event is reported by its number, with the
+error, and does not fail the others. The batch is sent as compactly as
+possible (one argument per event, the types once): packing arguments is
+most of a client's cost.
 
 ``TRIM``: trim a stream by the retention policy, but never below the oldest
 entry that some consumer group has not acknowledged: every group's oldest
@@ -22,30 +24,33 @@ from __future__ import annotations
 
 __all__ = ["DEAD_LETTER", "STORE", "TRIM", "parse_live_message"]
 
-# ARGV: triples (kind 'd' durable / 'e' ephemeral, envelope, channel);
-# KEYS: the stream of each durable item, in order, then the hash counting
+# KEYS: the stream of each event type of the batch, in order, then the hash counting
 # ephemeral messages per channel (live feeds compare it to what they got).
+# ARGV[1]: one byte per event, its type's number (1-based), plus 128 if ephemeral;
+# ARGV[2 .. 1 + types]: each type's live channel; then the envelopes, in order.
+# Returns the failures only: a flat list of (event number, error) pairs.
 STORE = """
-local results = {}
-local key = 1
-for i = 1, #ARGV, 3 do
-  local payload, channel = ARGV[i + 1], ARGV[i + 2]
-  if ARGV[i] == 'd' then
-    local id = redis.pcall('XADD', KEYS[key], '*', 'e', payload)
-    key = key + 1
+local kinds = ARGV[1]
+local types = #KEYS - 1
+local failures = {}
+for i = 1, #kinds do
+  local code = string.byte(kinds, i)
+  local payload = ARGV[1 + types + i]
+  if code < 128 then
+    local id = redis.pcall('XADD', KEYS[code], '*', 'e', payload)
     if type(id) == 'table' and id.err then
-      results[#results + 1] = 'ERR ' .. id.err
+      failures[#failures + 1] = i
+      failures[#failures + 1] = id.err
     else
-      redis.call('PUBLISH', channel, id .. ' ' .. payload)
-      results[#results + 1] = id
+      redis.call('PUBLISH', ARGV[1 + code], id .. ' ' .. payload)
     end
   else
+    local channel = ARGV[1 + code - 128]
     redis.call('PUBLISH', channel, '- ' .. payload)
     redis.call('HINCRBY', KEYS[#KEYS], channel, 1)
-    results[#results + 1] = '-'
   end
 end
-return results
+return failures
 """
 
 # KEYS[1] stream; ARGV[1] max length ('' for none); ARGV[2] oldest id kept by age ('' for none)
