@@ -43,6 +43,9 @@ class Backend(ABC):
     """Base class of backends (one per mode)."""
 
     capabilities: ClassVar[Capabilities]
+    #: True when the backend encodes every envelope anyway (to send it): the size
+    #: check then measures that encoding (cached) instead of bounding the event.
+    encodes_envelopes: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, executor: Callable[[], Executor]) -> None:
         self.settings = settings

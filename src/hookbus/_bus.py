@@ -23,7 +23,7 @@ from ._ids import new_event_id
 from ._live import Listener, LiveStatistics
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
-from ._size import SizePlan, check_size, needs_check, size_plan
+from ._size import EXACT, SizePlan, check_size, needs_check, size_plan
 from ._subscription import (
     SubscriberStats,
     Subscription,
@@ -326,8 +326,14 @@ class EventBus:
             raise TypeError("emit() takes field values only with an event name, not an instance")
         cls = type(event)
         if cls not in self._emittable:
-            self._emittable[cls] = size_plan(cls) if needs_check(cls, self._max_size) else None
+            self._emittable[cls] = self._size_plan(cls)
         return event
+
+    def _size_plan(self, cls: type[Event]) -> SizePlan | None:
+        """How emits of ``cls`` are checked against ``max_event_size`` (None: never needed)."""
+        if self._backend.encodes_envelopes:
+            return EXACT  # the encoding is needed anyway: measuring it is free
+        return size_plan(cls) if needs_check(cls, self._max_size) else None
 
     # -- observing and repairing ----------------------------------------------
 

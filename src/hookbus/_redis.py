@@ -74,6 +74,7 @@ class RedisBackend(Backend):
         replay=True,
         persistent_dead_letters=True,
     )
+    encodes_envelopes: ClassVar[bool] = True
 
     def __init__(self, settings: Settings, executor: Callable[[], Executor]) -> None:
         super().__init__(settings, executor)
