@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,12 +145,10 @@ class Envelope:
         check_size(self, limit, size_plan(type(self.event)))
 
 
-_PLAIN = re.compile(r"[\w.:/@+-]*", re.ASCII)
-
-
 def _json_string(text: str) -> bytes:
-    """``text`` as a JSON string; plain ids skip the JSON encoder."""
-    if _PLAIN.fullmatch(text):
+    """``text`` as a JSON string; printable ASCII without quote or backslash (ids)
+    needs no escaping and skips the JSON encoder."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return b'"' + text.encode() + b'"'
     return json.dumps(text).encode()
 

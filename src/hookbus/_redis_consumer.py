@@ -41,6 +41,8 @@ __all__ = ["StreamConsumer"]
 logger = logging.getLogger("hookbus")
 
 _Retry = tuple[bytes, bytes, int]  # stream key, entry id, attempt
+#: An entry's fields: as redis-py parses them, or as the server sent them (flat).
+Fields = dict[bytes, bytes] | list[bytes]
 
 
 class _Entry(NamedTuple):
@@ -156,16 +158,28 @@ class StreamConsumer(DeliveryCounters):
     async def _read_batch(self, block_ms: int) -> None:
         self.reading = True
         try:
-            response = await self.backend.blocking.xreadgroup(
+            # The command name as bytes: redis-py then returns the reply as it came,
+            # without building a dict of every entry's fields (see _payload).
+            response = await self.backend.blocking.execute_command(
+                b"XREADGROUP",
+                b"GROUP",
                 self.group,
                 self.backend.consumer,
-                {self.stream: ">", self.requeue: ">"},
-                count=self.backend.settings.redis.read_count,
-                block=block_ms,
+                b"COUNT",
+                self.backend.settings.redis.read_count,
+                b"BLOCK",
+                block_ms,
+                b"STREAMS",
+                self.stream,
+                self.requeue,
+                b">",
+                b">",
             )
         finally:
             self.reading = False
-        batch: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
+        if isinstance(response, dict):  # RESP3
+            response = list(response.items())
+        batch: list[tuple[bytes, bytes, Fields]] = []
         for stream, entries in response or ():
             held = self._held[stream]
             for entry_id, fields in entries:
@@ -185,7 +199,7 @@ class StreamConsumer(DeliveryCounters):
     # -- one delivery ------------------------------------------------------------
 
     async def _deliver_safely(
-        self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
+        self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int
     ) -> None:
         """``deliver``, and should anything unforeseen escape it, the entry comes back
         after a backoff delay instead of staying held, and the batch goes on."""
@@ -200,11 +214,9 @@ class StreamConsumer(DeliveryCounters):
             )
             self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
 
-    async def deliver(
-        self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], attempt: int
-    ) -> None:
+    async def deliver(self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int) -> None:
         """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
-        raw = fields.get(b"e")
+        raw = _payload(fields)
         try:
             if raw is None:
                 raise InvalidEnvelopeError(
@@ -468,8 +480,24 @@ class StreamConsumer(DeliveryCounters):
         return self.snapshot(self.sub, self.pending)
 
 
-def _field_names(fields: dict[bytes, bytes]) -> str:
+def _payload(fields: Fields) -> bytes | None:
+    """The ``e`` field of an entry (the last one, should another program write two):
+    fields as redis-py parses them, or as the server sent them (name, value, ...)."""
+    if isinstance(fields, dict):
+        return fields.get(b"e")
+    if len(fields) == 2 and fields[0] == b"e":  # what hookbus writes
+        return fields[1]
+    found = None
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == b"e":
+            found = fields[index + 1]
+    return found
+
+
+def _field_names(fields: Fields) -> str:
     """The first field names of a foreign entry, for its dead letter's message."""
-    names = [name[:40].decode(errors="replace") for name in list(fields)[:10]]
-    more = f" and {len(fields) - 10} more" if len(fields) > 10 else ""
-    return ", ".join(names) + more if names else "none"
+    names = list(fields)[:10] if isinstance(fields, dict) else fields[0::2][:10]
+    count = len(fields) if isinstance(fields, dict) else len(fields) // 2
+    text = ", ".join(name[:40].decode(errors="replace") for name in names)
+    more = f" and {count - 10} more" if count > 10 else ""
+    return text + more if names else "none"
