@@ -111,13 +111,14 @@ class Envelope:
         """The envelope as CloudEvents structured-mode JSON (UTF-8), cached."""
         if self._encoded is None:
             extensions = b""
-            for name, value in (
-                ("correlationid", self.correlation_id),
-                ("causationid", self.causation_id),
-                ("traceparent", self.traceparent),
-            ):
-                if value is not None:
-                    extensions += f',"{name}":{json.dumps(value)}'.encode()
+            if (self.correlation_id, self.causation_id, self.traceparent) != (None, None, None):
+                for name, value in (
+                    ("correlationid", self.correlation_id),
+                    ("causationid", self.causation_id),
+                    ("traceparent", self.traceparent),
+                ):
+                    if value is not None:
+                        extensions += f',"{name}":{json.dumps(value)}'.encode()
             self._encoded = b"".join(
                 (
                     b'{"specversion":"1.0","id":',

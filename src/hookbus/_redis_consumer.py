@@ -194,7 +194,10 @@ class StreamConsumer(DeliveryCounters):
                     rest.setdefault(rest_stream, []).append(rest_id)
                 await self.backend.hand_back(self, rest)
                 return
-            await self._deliver_safely(stream, entry_id, fields, 1)
+            try:
+                await self.deliver(stream, entry_id, fields, 1)
+            except Exception:  # as in _deliver_safely (one coroutine less per entry)
+                self._deliver_later(stream, entry_id, 1)
 
     # -- one delivery ------------------------------------------------------------
 
@@ -206,13 +209,17 @@ class StreamConsumer(DeliveryCounters):
         try:
             await self.deliver(stream, entry_id, fields, attempt)
         except Exception:
-            logger.exception(
-                "subscriber %s: unexpected error delivering %s entry %s; trying it again later",
-                self.sub.id,
-                stream.decode(errors="replace"),
-                entry_id.decode(errors="replace"),
-            )
-            self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
+            self._deliver_later(stream, entry_id, attempt)
+
+    def _deliver_later(self, stream: bytes, entry_id: bytes, attempt: int) -> None:
+        """After an unforeseen error (logged here): deliver the entry again later."""
+        logger.exception(
+            "subscriber %s: unexpected error delivering %s entry %s; trying it again later",
+            self.sub.id,
+            stream.decode(errors="replace"),
+            entry_id.decode(errors="replace"),
+        )
+        self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
 
     async def deliver(self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int) -> None:
         """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
