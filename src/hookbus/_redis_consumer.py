@@ -369,11 +369,13 @@ class StreamConsumer(DeliveryCounters):
             if not ids:
                 continue
             batch = list(ids)
-            pipe = client.pipeline(transaction=False)
-            pipe.xack(stream, self.group, *batch)
-            if stream == self.requeue:
+            if stream == self.requeue:  # re-queued entries are deleted once handled
+                pipe = client.pipeline(transaction=False)
+                pipe.xack(stream, self.group, *batch)
                 pipe.xdel(stream, *batch)
-            await pipe.execute()
+                await pipe.execute()
+            else:
+                await client.xack(stream, self.group, *batch)
             del ids[: len(batch)]
             held = self._held[stream]
             for entry_id in batch:
