@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bad_entries import Fields, fixed_corpus, generated_corpus
-from hookbus import Envelope, Event
+from hookbus import DeadLetterNotFoundError, Envelope, Event
 from hookbus._ids import new_event_id
 from hookbus.testing import Recorder
 from redis_bus import raw_client, redis_bus
@@ -159,3 +159,41 @@ async def test_a_dead_letter_redis_refuses_is_retried_and_blocks_nothing(
         entry_id.decode() for entry_id in entry_ids[0::2]
     )
     assert all("not JSON" in letter.error_message for letter in letters)
+
+
+async def test_bad_bytes_on_the_live_channel_and_in_the_dead_letters_break_nothing(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    books = Recorder[PoisonSale]()
+    bus.subscribe(PoisonSale, books, name="books")
+    bad = [
+        fields.get(b"e", b"")
+        for _, fields in fixed_corpus("poison.sale", PoisonOther(note="x"), VALID_DATA)
+    ]
+    client = raw_client(redis_url)
+    try:
+        async with bus, bus.listen(PoisonSale) as feed:
+            # Another program: garbage on the live channel, and in the dead-letter stream.
+            pipe = client.pipeline(transaction=False)
+            for payload in bad:
+                pipe.publish(f"{redis_prefix}:live:poison.sale", payload)
+                pipe.publish(f"{redis_prefix}:live:poison.sale", b"1-1 " + payload)
+            pipe.xadd(f"{redis_prefix}:dead", {"junk": b"\xff"})
+            await pipe.execute()
+            event_id = await bus.emit(PoisonSale(sale_id=1, till="A"))
+            async with asyncio.timeout(10):
+                received = await anext(aiter(feed))
+            await books.wait_for(1)
+            await bus.drain(timeout=10)
+            (junk,) = await bus.dead_letters()  # listed, with what could be read
+            with pytest.raises(DeadLetterNotFoundError, match="not a dead letter"):
+                await bus.retry_dead_letter(junk)
+            resumed = await bus.events_after(books.ids[0], PoisonSale)
+    finally:
+        await client.aclose()
+    assert received.id == event_id
+    assert books.ids == [event_id]
+    assert junk.subscriber == ""
+    assert junk.envelope is None
+    assert resumed == []

@@ -125,7 +125,12 @@ class DeadLetterStore:
         if not entries:
             raise DeadLetterNotFoundError(f"no dead letter with id {letter_id!r}")
         fields = entries[0][1]
-        return fields[b"subscriber"].decode(), fields[b"type"].decode(), fields[b"payload"]
+        try:
+            return fields[b"subscriber"].decode(), fields[b"type"].decode(), fields[b"payload"]
+        except (KeyError, UnicodeDecodeError):
+            raise DeadLetterNotFoundError(
+                f"entry {letter_id!r} of the dead-letter stream is not a dead letter hookbus wrote"
+            ) from None
 
     async def requeue(self, letter_id: str) -> None:
         """Send a dead letter's payload back to its subscriber only; delete the letter."""
