@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -160,6 +161,25 @@ async def feed_clients(base: str) -> AsyncIterator[Clients]:
         await asyncio.wait(tasks)
 
 
+async def _signal_until_exit(
+    process: subprocess.Popen[Any], clients: Clients, sig: signal.Signals
+) -> tuple[list[str], int | None, float]:
+    """Send ``sig``, wait for the process to exit; the SSE lines, the WebSocket close
+    code and how long the exit took (each client must have ended without error)."""
+    process.send_signal(sig)
+    sent = time.monotonic()
+
+    async def exited() -> bool:
+        return process.poll() is not None
+
+    await wait_until(exited, STOP_TIMEOUT + 5, "the server to exit", interval=0.02)
+    took = time.monotonic() - sent
+    async with asyncio.timeout(2):
+        lines = await clients.sse  # ended without error: the last chunk was sent
+        code = await clients.websocket
+    return lines, code, took
+
+
 async def _stop_with_feeds_open(server: Server, workers: int, sig: signal.Signals) -> float:
     """Connect both clients, start a handler, send ``sig``; check that the feeds end
     properly and the handler finished. How long the server took to exit."""
@@ -173,17 +193,7 @@ async def _stop_with_feeds_open(server: Server, workers: int, sig: signal.Signal
 
         await wait_until(in_progress, 10, "the handlers to start")
         assert not server.recorded("handled")
-        server.process.send_signal(sig)
-        sent = time.monotonic()
-
-        async def exited() -> bool:
-            return server.process.poll() is not None
-
-        await wait_until(exited, STOP_TIMEOUT + 5, "uvicorn to exit", interval=0.02)
-        took = time.monotonic() - sent
-        async with asyncio.timeout(2):
-            lines = await clients.sse  # ended without error: the last chunk was sent
-            code = await clients.websocket
+        lines, code, took = await _signal_until_exit(server.process, clients, sig)
     assert lines[-1] == "", f"the stream ended in the middle of a message: {lines[-3:]}"
     assert code == 1001
     assert server.recorded("handled"), "the handler in progress did not finish"
@@ -225,17 +235,7 @@ async def test_ctrl_c_stops_the_demo_with_its_dashboard_connected(tmp_path: Path
     env = clean_env(HOOKBUS_STOP_TIMEOUT=str(STOP_TIMEOUT))
     with demo_server(env, tmp_path) as demo:
         async with feed_clients(demo.base) as clients:
-            demo.process.send_signal(signal.SIGINT)
-            sent = time.monotonic()
-
-            async def exited() -> bool:
-                return demo.process.poll() is not None
-
-            await wait_until(exited, STOP_TIMEOUT + 5, "the demo to exit", interval=0.02)
-            took = time.monotonic() - sent
-            async with asyncio.timeout(2):
-                lines = await clients.sse
-                code = await clients.websocket
+            lines, code, took = await _signal_until_exit(demo.process, clients, signal.SIGINT)
         assert lines[-1] == ""
         assert code == 1001
         assert took < STOP_TIMEOUT + 1, "\n".join(demo.output)
