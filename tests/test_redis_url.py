@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from hookbus import ConfigurationError, Event, EventBus, RedisOptions, Settings
-from hookbus._keys import Keys
-from hookbus._redis_client import make_client
+from hookbus._redis.client import make_client
+from hookbus._redis.keys import Keys
 from hookbus.testing import Recorder, test_settings
 from hookbus.testing.redis_server import RedisServer
 

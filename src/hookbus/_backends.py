@@ -18,7 +18,7 @@ def create_backend(settings: Settings, executor: Callable[[], Executor]) -> Back
     if settings.mode == "local":
         return LocalBackend(settings, executor)
     if settings.mode == "redis":
-        from ._redis import RedisBackend  # needs the optional redis client
+        from ._redis import RedisBackend  # needs the optional redis client (hookbus[redis])
 
         return RedisBackend(settings, executor)
     raise ConfigurationError(

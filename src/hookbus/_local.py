@@ -26,6 +26,7 @@ from ._backend import Backend
 from ._capabilities import Capabilities
 from ._context import _worker
 from ._dead_letter import DeadLetter, error_type_name
+from ._delivery import Action, Deliverer
 from ._envelope import Envelope
 from ._exceptions import (
     BusClosedError,
@@ -37,7 +38,7 @@ from ._exceptions import (
 )
 from ._ids import new_event_id
 from ._settings import Settings
-from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
+from ._subscription import SubscriberStats, Subscription
 
 __all__ = ["LocalBackend"]
 
@@ -48,40 +49,32 @@ _PAUSE_EVERY = 256  # a queue this long (or a multiple) makes the emitter yield 
 _PAUSE_MASK = _PAUSE_EVERY - 1
 
 
-class _Worker(DeliveryCounters):
+class _Worker(Deliverer):
     """Delivers one subscription's queue, in order, one event at a time."""
 
     __slots__ = (
         "_idle_waiters",
         "_space_waiters",
         "_timers",
-        "attempt",
         "backend",
-        "current",
-        "invoke",
         "low_water",
         "queue",
         "retries",
-        "sub",
         "task",
         "waiter",
     )
 
     def __init__(self, sub: Subscription, backend: LocalBackend) -> None:
-        self.sub = sub
+        super().__init__(sub, backend.executor)
         self.backend = backend
-        self.invoke = make_invoker(sub, backend.executor)
         self.queue: deque[Envelope] = deque()
         self.retries: deque[tuple[Envelope, int]] = deque()
         self.low_water = max(1, backend.settings.queue_size // 2)
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
-        self.current: Envelope | None = None
-        self.attempt = 1
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
-        self.reset_counters()
 
     # -- emit side ---------------------------------------------------------
 
@@ -112,27 +105,18 @@ class _Worker(DeliveryCounters):
     async def run(self) -> None:
         queue = self.queue
         retries = self.retries
-        invoke = self.invoke
         _worker.set(self)
         loop = asyncio.get_running_loop()
         while True:
             while queue:
-                # A batch at a time: retries that came due meanwhile go next.
-                for _ in range(min(len(queue), _BATCH)):
-                    envelope = queue.popleft()
-                    self.current = envelope
-                    try:
-                        await invoke(envelope.event)
-                    except Exception as exc:
-                        self._failed(envelope, 1, exc)
-                    except asyncio.CancelledError as exc:
-                        if _cancelling():
-                            raise
-                        self._failed(envelope, 1, exc)  # raised by the handler itself
-                    else:
-                        self.handled += 1
-                    if self._space_waiters and len(queue) <= self.low_water:
-                        _release(self._space_waiters)
+                # A batch at a time: retries that came due meanwhile go next. With
+                # emitters waiting for room, the batch ends at the low-water mark.
+                count = min(len(queue), _BATCH)
+                if self._space_waiters:
+                    count = max(1, min(count, len(queue) - self.low_water))
+                await self.deliver_queue(queue, count, self._failed)
+                if self._space_waiters and len(queue) <= self.low_water:
+                    _release(self._space_waiters)
                 if retries:
                     await self._run_retries()
             if retries:
@@ -148,62 +132,27 @@ class _Worker(DeliveryCounters):
 
     async def _run_retries(self) -> None:
         retries = self.retries
-        invoke = self.invoke
         while retries:
             envelope, attempt = retries.popleft()
-            self.current = envelope
-            self.attempt = attempt
-            try:
-                await invoke(envelope.event)
-            except Exception as exc:
-                self._failed(envelope, attempt, exc)
-            except asyncio.CancelledError as exc:
-                if _cancelling():
-                    raise
-                self._failed(envelope, attempt, exc)
-            else:
-                self.handled += 1
-        self.attempt = 1
+            error = await self.deliver(envelope, attempt)
+            if error is not None:
+                self._failed(envelope, attempt, error)
 
-    def _failed(self, envelope: Envelope, attempt: int, exc: BaseException) -> None:
-        self.failed += 1
-        sub = self.sub
-        if not envelope.durable:
-            logger.warning(
-                "subscriber %s failed on ephemeral event %s %s (not retried): %r",
-                sub.id,
-                envelope.type,
-                envelope.id,
-                exc,
-            )
-            return
-        if attempt >= sub.retry.max_attempts:
-            self.dead_lettered += 1
-            self.backend.add_dead_letter(sub, envelope, attempt, exc)
-            return
-        delay = sub.retry.delay(attempt)
-        logger.info(
-            "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
-            sub.id,
-            envelope.type,
-            envelope.id,
-            attempt,
-            sub.retry.max_attempts,
-            delay,
-            exc,
-        )
-        self.retried += 1
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
+    def _failed(self, envelope: Envelope, attempt: int, error: BaseException) -> None:
+        step = self.failure(envelope, attempt, error)
+        if step.action is Action.DEAD_LETTER:
+            self.backend.add_dead_letter(self.sub, envelope, attempt, error)
+        elif step.action is Action.RETRY:
+            handle: asyncio.TimerHandle | None = None
 
-        def due() -> None:
-            assert handle is not None
-            self._timers.discard(handle)
-            self.retries.append((envelope, attempt + 1))
-            self.wake()
+            def due() -> None:
+                assert handle is not None
+                self._timers.discard(handle)
+                self.retries.append((envelope, attempt + 1))
+                self.wake()
 
-        handle = loop.call_later(delay, due)
-        self._timers.add(handle)
+            handle = asyncio.get_running_loop().call_later(step.delay, due)
+            self._timers.add(handle)
 
     async def wait_idle(self) -> None:
         if self.idle:
@@ -235,12 +184,7 @@ class _Worker(DeliveryCounters):
         return abandoned
 
     def stats(self) -> SubscriberStats:
-        return self.snapshot(self.sub, self.pending)
-
-
-def _cancelling() -> int:
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
+        return self.snapshot(self.pending)
 
 
 def _release(waiters: list[asyncio.Future[None]]) -> None:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import inspect
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._context import pin_delivery
 from ._event import Event, event_name, is_durable
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
 
 __all__ = [
-    "DeliveryCounters",
-    "Invoker",
     "SubscriberStats",
     "Subscription",
     "default_subscriber_id",
-    "make_invoker",
 ]
-
-#: What a backend calls for each delivery: an async function of the event.
-Invoker = Callable[[Event], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,31 +67,6 @@ class SubscriberStats:
     lost: int = 0
 
 
-class DeliveryCounters:
-    """The counters every backend's per-subscription worker keeps."""
-
-    __slots__ = ("dead_lettered", "dropped", "failed", "handled", "lost", "retried")
-
-    def reset_counters(self) -> None:
-        """Start every counter at zero."""
-        self.handled = self.failed = self.retried = 0
-        self.dead_lettered = self.dropped = self.lost = 0
-
-    def snapshot(self, sub: Subscription, queued: int) -> SubscriberStats:
-        """The counters as a :class:`SubscriberStats` record."""
-        return SubscriberStats(
-            subscriber=sub.id,
-            event_type=sub.event_name,
-            handled=self.handled,
-            failed=self.failed,
-            retried=self.retried,
-            dead_lettered=self.dead_lettered,
-            dropped=self.dropped,
-            queued=queued,
-            lost=self.lost,
-        )
-
-
 def default_subscriber_id(handler: Callable[..., Any]) -> str:
     """``"<module>.<qualname>"`` of the handler (of its class for callable objects)."""
     target: Any = handler
@@ -128,42 +93,3 @@ def check_subscriber_id(sub_id: str) -> str:
             f"subscriber name {sub_id!r} must be at most 200 printable characters without spaces"
         )
     return sub_id
-
-
-def make_invoker(sub: Subscription, executor: Callable[[], Executor]) -> Invoker:
-    """The async callable a backend awaits for one delivery.
-
-    Async handlers are returned as they are (nothing added to the hot path);
-    plain functions run in the bus's thread pool with a copy of the caller's
-    context in which the delivery is pinned (see :func:`pin_delivery`);
-    a ``timeout`` wraps either.
-    """
-    invoke: Invoker = sub.handler if sub.is_async else _threaded(sub.handler, executor)
-    if sub.timeout is not None:
-        invoke = _with_timeout(invoke, sub.timeout)
-    return invoke
-
-
-def _threaded(handler: Callable[[Event], Any], executor: Callable[[], Executor]) -> Invoker:
-    async def run_in_thread(event: Event) -> None:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        ctx.run(pin_delivery)
-        result = await loop.run_in_executor(executor(), ctx.run, handler, event)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError(
-                f"handler {handler!r} is a plain function but returned an awaitable; "
-                "declare it with 'async def' so it runs on the event loop"
-            )
-
-    return run_in_thread
-
-
-def _with_timeout(invoke: Invoker, seconds: float) -> Invoker:
-    async def run_with_timeout(event: Event) -> None:
-        async with asyncio.timeout(seconds):
-            await invoke(event)
-
-    return run_with_timeout

@@ -19,15 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from ._envelope import Envelope, decode_envelope
-from ._exceptions import InvalidEnvelopeError
-from ._redis_client import Backoff, id_key, is_refused, is_transient
-from ._redis_scripts import parse_live_message
-
-if TYPE_CHECKING:
-    from ._redis import RedisBackend
+from .._backoff import Backoff
+from .._envelope import Envelope, decode_envelope
+from .._event import Event
+from .._exceptions import InvalidEnvelopeError
+from .client import id_key, is_refused, is_transient
+from .scripts import parse_live_message
+from .shared import RedisShared
 
 __all__ = ["LiveFeed"]
 
@@ -40,8 +41,17 @@ SYNC_RESEND = 1.0  # seconds before a sync token that did not come back is sent 
 class LiveFeed:
     """Reads the live channels this process needs."""
 
-    def __init__(self, backend: RedisBackend) -> None:
-        self._backend = backend
+    def __init__(
+        self,
+        shared: RedisShared,
+        deliver_ephemeral: Callable[[Envelope], None],
+        ephemeral_types: Callable[[], set[str]],
+    ) -> None:
+        """``deliver_ephemeral`` hands an ephemeral event to this process's
+        subscribers; ``ephemeral_types`` names the types they subscribe to."""
+        self._shared = shared
+        self._deliver_ephemeral = deliver_ephemeral
+        self._ephemeral_types = ephemeral_types
         self._subscribed: set[str] = set()
         self._last_stream_id: dict[str, bytes] = {}
         self.task: asyncio.Task[None] | None = None
@@ -54,7 +64,7 @@ class LiveFeed:
         self._published_at: dict[str, int] = {}  # type -> server count when subscribed
         self._received: dict[str, int] = {}
         self.ready = asyncio.Event()
-        self._sync_channel = backend.keys.sync(backend.consumer).encode()
+        self._sync_channel = shared.keys.sync(shared.consumer).encode()
         self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._confirmed: set[bytes] = set()
         self._confirmations = asyncio.Event()
@@ -66,17 +76,17 @@ class LiveFeed:
 
     def wanted(self) -> set[str]:
         """Event types whose channel this process must listen to."""
-        backend = self._backend
-        wanted = set(backend.ephemeral_types())
-        listened = backend.hub.wanted_types()
-        wanted |= backend.known_types() if listened is None else listened
+        shared = self._shared
+        wanted = set(self._ephemeral_types())
+        listened = shared.hub.wanted_types()
+        wanted |= shared.known_types() if listened is None else listened
         return wanted
 
     async def run(self) -> None:
         backoff = Backoff()
         reconnecting = False
         while True:
-            pubsub = self._backend.blocking.pubsub()
+            pubsub = self._shared.blocking.pubsub()
             try:
                 if reconnecting:
                     await self._count_missed()
@@ -163,7 +173,7 @@ class LiveFeed:
 
     async def _subscribed_to_all(self) -> None:
         """Return once Redis confirmed every channel this feed needs."""
-        keys = self._backend.keys
+        keys = self._shared.keys
         while True:
             needed = {keys.live(t).encode() for t in self.wanted()} | {self._sync_channel}
             if needed <= self._confirmed:
@@ -179,7 +189,7 @@ class LiveFeed:
     async def _sync_channels(self, pubsub: Any) -> None:
         self._dirty = False
         wanted = self.wanted()
-        keys = self._backend.keys
+        keys = self._shared.keys
         new = sorted(wanted - self._subscribed)
         if new:
             await self._mark_stream_positions(new)
@@ -209,20 +219,20 @@ class LiveFeed:
         if envelope is None:
             try:
                 envelope = decode_envelope(
-                    encoded, self._backend.types, self._backend.event_class(self._type_of(channel))
+                    encoded, self._shared.types, self._shared.event_class(self._type_of(channel))
                 )
             except InvalidEnvelopeError as exc:
                 logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
                 return
         if stream_id is None:
             self._received[envelope.type] = self._received.get(envelope.type, 0) + 1
-            self._backend.deliver_ephemeral(envelope)
+            self._deliver_ephemeral(envelope)
         else:
             last = self._last_stream_id.get(envelope.type)
             if last is not None and id_key(stream_id) <= id_key(last):
                 return  # already given to the listeners by a catch-up
             self._last_stream_id[envelope.type] = stream_id
-        self._backend.hub.deliver(envelope)
+        self._shared.hub.deliver(envelope)
 
     async def _mark_stream_positions(self, event_types: list[str]) -> None:
         """Where each newly listened stream ends now: catching up after a disconnect
@@ -230,8 +240,8 @@ class LiveFeed:
         unknown = [t for t in event_types if t not in self._last_stream_id]
         if not unknown:
             return
-        keys = self._backend.keys
-        pipe = self._backend.client.pipeline(transaction=False)
+        keys = self._shared.keys
+        pipe = self._shared.client.pipeline(transaction=False)
         for event_type in unknown:
             pipe.xrevrange(keys.stream(event_type), "+", "-", count=1)
         for event_type, last in zip(unknown, await pipe.execute(), strict=True):
@@ -240,13 +250,13 @@ class LiveFeed:
     def _type_of(self, channel: bytes) -> str:
         event_type = self._channel_types.get(channel)
         if event_type is None:
-            event_type = self._backend.keys.event_type_of_channel(channel.decode())
+            event_type = self._shared.keys.event_type_of_channel(channel.decode())
             self._channel_types[channel] = event_type
         return event_type
 
     async def _published_counts(self, event_types: list[str]) -> dict[str, int]:
-        keys = self._backend.keys
-        values = await self._backend.client.hmget(
+        keys = self._shared.keys
+        values = await self._shared.client.hmget(
             keys.published(), [keys.live(t) for t in event_types]
         )
         return {t: int(v or 0) for t, v in zip(event_types, values, strict=True)}
@@ -268,31 +278,31 @@ class LiveFeed:
 
     async def _catch_up(self) -> None:
         """Give live listeners the durable events stored while the connection was down."""
-        backend = self._backend
-        if not backend.hub:
+        shared = self._shared
+        if not shared.hub:
             return
         for event_type, last in list(self._last_stream_id.items()):
             start = b"(" + last
             while True:
-                entries = await backend.client.xrange(
-                    backend.keys.stream(event_type), min=start, max="+", count=500
+                entries = await shared.client.xrange(
+                    shared.keys.stream(event_type), min=start, max="+", count=500
                 )
                 for entry_id, fields in entries:
-                    envelope = _decode(fields.get(b"e"), backend)
+                    envelope = _decode(fields.get(b"e"), shared.types)
                     if envelope is not None:
                         self.caught_up += 1
-                        backend.hub.deliver(envelope)
+                        shared.hub.deliver(envelope)
                     self._last_stream_id[event_type] = entry_id
                 if len(entries) < 500:
                     break
                 start = b"(" + entries[-1][0]
 
 
-def _decode(raw: bytes | None, backend: RedisBackend) -> Envelope | None:
+def _decode(raw: bytes | None, types: dict[str, type[Event]]) -> Envelope | None:
     if raw is None:
         return None
     try:
-        return decode_envelope(raw, backend.types)
+        return decode_envelope(raw, types)
     except InvalidEnvelopeError:
         return None
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from ._redis_client import Backoff, is_transient
-from ._redis_scripts import TRIM
-
-if TYPE_CHECKING:
-    from ._redis import RedisBackend
+from .._backoff import Backoff
+from .client import is_transient
+from .consumer import StreamConsumer
+from .scripts import TRIM
+from .shared import RedisShared
 
 __all__ = ["Maintenance"]
 
@@ -35,12 +35,14 @@ CONSUMER_SWEEP_INTERVAL = 60.0
 class Maintenance:
     """Runs leases, retention and consumer clean-up on their schedules."""
 
-    def __init__(self, backend: RedisBackend) -> None:
-        self._backend = backend
+    def __init__(self, shared: RedisShared, consumers: Callable[[], list[StreamConsumer]]) -> None:
+        """``consumers`` lists the durable subscriptions' consumers of this process."""
+        self._shared = shared
+        self._consumers = consumers
         self._trim_sha: str | None = None
 
     async def run(self) -> None:
-        options = self._backend.settings.redis
+        options = self._shared.options
         loop = asyncio.get_running_loop()
         lease_every = options.claim_idle / 3
         next_lease = next_trim = next_sweep = loop.time()
@@ -68,31 +70,31 @@ class Maintenance:
 
     async def renew_leases(self) -> None:
         """Reset the idle time of every entry this process holds."""
-        backend = self._backend
-        pipe = backend.client.pipeline(transaction=False)
+        shared = self._shared
+        pipe = shared.client.pipeline(transaction=False)
         queued = False
-        for consumer in backend.consumers():
+        for consumer in self._consumers():
             for stream, ids in consumer.held_ids().items():
-                pipe.xclaim(stream, consumer.group, backend.consumer, 0, ids, justid=True)
+                pipe.xclaim(stream, consumer.group, shared.consumer, 0, ids, justid=True)
                 queued = True
         if queued:
             await pipe.execute(raise_on_error=False)
 
     async def trim(self) -> int:
         """Apply the retention policy to every stream this process subscribes to."""
-        backend = self._backend
-        options = backend.settings.redis
+        shared = self._shared
+        options = shared.options
         if self._trim_sha is None:
-            self._trim_sha = await backend.client.script_load(TRIM)
+            self._trim_sha = await shared.client.script_load(TRIM)
         maxlen = str(options.retention_maxlen) if options.retention_maxlen else ""
         by_age = ""
         if options.retention_max_age:
             by_age = f"{int((time.time() - options.retention_max_age) * 1000)}-0"
         trimmed = 0
-        for stream in sorted({c.stream for c in backend.consumers()}):
+        for stream in sorted({c.stream for c in self._consumers()}):
             try:
                 trimmed += int(
-                    await backend.client.evalsha(self._trim_sha, 1, stream, maxlen, by_age)
+                    await shared.client.evalsha(self._trim_sha, 1, stream, maxlen, by_age)
                 )
             except Exception as exc:
                 if "NOSCRIPT" in str(exc):
@@ -102,12 +104,12 @@ class Maintenance:
 
     async def sweep_consumers(self) -> None:
         """Delete consumers of our groups that are long idle and hold nothing."""
-        backend = self._backend
-        expiry_ms = backend.settings.redis.consumer_expiry * 1000
-        for consumer in backend.consumers():
+        shared = self._shared
+        expiry_ms = shared.options.consumer_expiry * 1000
+        for consumer in self._consumers():
             for stream in (consumer.stream, consumer.requeue):
                 try:
-                    infos = await backend.client.xinfo_consumers(stream, consumer.group)
+                    infos = await shared.client.xinfo_consumers(stream, consumer.group)
                 except Exception as exc:
                     if "NOGROUP" in str(exc) or "no such key" in str(exc):
                         continue
@@ -117,9 +119,9 @@ class Maintenance:
                     if isinstance(name, bytes):
                         name = name.decode()
                     if (
-                        name != backend.consumer
+                        name != shared.consumer
                         and int(info["pending"]) == 0
                         and int(info["idle"]) > expiry_ms
                     ):
-                        await backend.client.xgroup_delconsumer(stream, consumer.group, name)
+                        await shared.client.xgroup_delconsumer(stream, consumer.group, name)
                         logger.info("hookbus: removed idle consumer %s of %s", name, consumer.group)

@@ -1,33 +1,21 @@
-"""Connections to Redis: clients from the URL, transient-error detection, backoff.
-
-The redis mode needs the ``redis`` package (``pip install 'hookbus[redis]'``);
-importing this module without it raises a ConfigurationError that says so.
-"""
+"""Connections to Redis: clients from the URL, and what Redis errors mean."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ._exceptions import ConfigurationError
-from ._redis_url import parse_redis_url
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-try:
-    import redis.asyncio as aioredis
-    from redis import exceptions as redis_errors
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "mode 'redis' needs the redis client: pip install 'hookbus[redis]'"
-    ) from exc
+from .._exceptions import ConfigurationError
+from .._redis_url import parse_redis_url
 
 if TYPE_CHECKING:
-    from ._settings import Settings
+    from .._settings import Settings
 
 __all__ = [
-    "Backoff",
     "Redis",
     "id_key",
     "is_nogroup",
@@ -130,26 +118,3 @@ def id_key(entry_id: bytes) -> tuple[int, int]:
     """A stream entry id (``b"1700000000000-3"``) as a sortable pair."""
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)
-
-
-class Backoff:
-    """Exponential backoff with jitter for reconnect loops: 0.05 s doubling to ``cap``."""
-
-    def __init__(self, first: float = 0.05, cap: float = 2.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.failures = 0
-
-    def reset(self) -> None:
-        """Call after a success."""
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next try (and count one more failure)."""
-        delay = min(self.cap, self.first * float(1 << min(self.failures, 20)))
-        self.failures += 1
-        return delay * (0.5 + random.random() / 2)
-
-    async def sleep(self) -> None:
-        """Wait the next delay."""
-        await asyncio.sleep(self.next_delay())

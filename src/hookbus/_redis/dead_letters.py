@@ -17,13 +17,13 @@ from typing import Any, NamedTuple
 
 from pydantic_core import from_json
 
-from ._dead_letter import DeadLetter, error_type_name
-from ._envelope import Envelope, decode_envelope
-from ._event import Event
-from ._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError, error_text
-from ._keys import Keys
-from ._redis_client import Redis, id_key
-from ._redis_scripts import DEAD_LETTER
+from .._dead_letter import DeadLetter, error_type_name
+from .._envelope import Envelope, decode_envelope
+from .._event import Event
+from .._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError, error_text
+from .client import Redis, id_key
+from .keys import Keys
+from .scripts import DEAD_LETTER
 
 __all__ = ["DeadLetterStore", "UnwrittenLetter"]
 

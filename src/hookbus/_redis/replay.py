@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ._exceptions import HookbusError
-from ._ids import id_time
-from ._redis_client import Redis
+from .._exceptions import HookbusError
+from .._ids import id_time
+from .client import Redis
 
 __all__ = ["entry_of_event_in", "replay_position"]
 

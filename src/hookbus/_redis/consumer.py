@@ -24,17 +24,18 @@ import contextlib
 import logging
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from ._context import _worker
-from ._envelope import Envelope
-from ._exceptions import InvalidEnvelopeError, error_text
-from ._redis_client import Backoff, is_nogroup, is_transient, redis_errors
-from ._redis_dead_letters import DeadLetterStore, UnwrittenLetter
-from ._subscription import DeliveryCounters, SubscriberStats, Subscription, make_invoker
-
-if TYPE_CHECKING:
-    from ._redis import RedisBackend
+from .._backoff import Backoff
+from .._context import _worker
+from .._delivery import Action, Deliverer
+from .._envelope import Envelope
+from .._exceptions import InvalidEnvelopeError, error_text
+from .._subscription import SubscriberStats, Subscription
+from .client import is_nogroup, is_transient
+from .dead_letters import DeadLetterStore, UnwrittenLetter
+from .groups import create_group, delivery_counts, hand_back, record_lost
+from .shared import RedisShared
 
 __all__ = ["StreamConsumer"]
 
@@ -53,19 +54,16 @@ class _Entry(NamedTuple):
     raw: bytes | None
 
 
-class StreamConsumer(DeliveryCounters):
+class StreamConsumer(Deliverer):
     """Delivers one subscription's stream to its handler, in this process."""
 
-    def __init__(self, backend: RedisBackend, sub: Subscription) -> None:
-        self.backend = backend
-        self.sub = sub
-        self.invoke = make_invoker(sub, backend.executor)
-        keys = backend.keys
+    def __init__(self, shared: RedisShared, sub: Subscription) -> None:
+        super().__init__(sub, shared.executor)
+        self.shared = shared
+        keys = shared.keys
         self.group = sub.id
         self.stream = keys.stream(sub.event_name).encode()
         self.requeue = keys.requeue(sub.event_name, sub.id).encode()
-        self.current: Envelope | None = None
-        self.attempt = 1
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         #: True while waiting in XREADGROUP: stopping then need not wait for it.
@@ -80,24 +78,16 @@ class StreamConsumer(DeliveryCounters):
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
         self._last_read: dict[bytes, bytes] = {}
-        self.max_event_size = backend.settings.max_event_size
-        self.reset_counters()
+        self.max_event_size = shared.settings.max_event_size
         self.reclaimed = 0
 
     # -- setup -------------------------------------------------------------------
 
     async def ensure_groups(self) -> None:
         """Create the group on both streams if missing (``group_start`` for a new one)."""
-        start = "$" if self.backend.settings.redis.group_start == "new" else "0"
-        await self._create_group(self.stream, start)
-        await self._create_group(self.requeue, "0")
-
-    async def _create_group(self, stream: bytes, start: str | bytes) -> None:
-        try:
-            await self.backend.client.xgroup_create(stream, self.group, id=start, mkstream=True)
-        except redis_errors.ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
+        start = "$" if self.shared.options.group_start == "new" else "0"
+        await create_group(self.shared.client, self.stream, self.group, start)
+        await create_group(self.shared.client, self.requeue, self.group, "0")
 
     # -- the loop ----------------------------------------------------------------
 
@@ -121,7 +111,7 @@ class StreamConsumer(DeliveryCounters):
                     await self._run_retries()
                 if loop.time() >= next_claim:
                     await self._reclaim()
-                    next_claim = loop.time() + self.backend.settings.redis.claim_interval
+                    next_claim = loop.time() + self.shared.options.claim_interval
                 await self._read_batch(self._block_ms(loop.time(), next_claim))
                 await self._flush_acks()
                 if outage:
@@ -152,7 +142,7 @@ class StreamConsumer(DeliveryCounters):
             due = min(due, self._unwritten_due)
         for handle in self._timers:
             due = min(due, handle.when())
-        wait = min(self.backend.settings.redis.block, max(0.0, due - now))
+        wait = min(self.shared.options.block, max(0.0, due - now))
         return max(1, int(wait * 1000))
 
     async def _read_batch(self, block_ms: int) -> None:
@@ -160,13 +150,13 @@ class StreamConsumer(DeliveryCounters):
         try:
             # The command name as bytes: redis-py then returns the reply as it came,
             # without building a dict of every entry's fields (see _payload).
-            response = await self.backend.blocking.execute_command(
+            response = await self.shared.blocking.execute_command(
                 b"XREADGROUP",
                 b"GROUP",
                 self.group,
-                self.backend.consumer,
+                self.shared.consumer,
                 b"COUNT",
-                self.backend.settings.redis.read_count,
+                self.shared.options.read_count,
                 b"BLOCK",
                 block_ms,
                 b"STREAMS",
@@ -192,10 +182,10 @@ class StreamConsumer(DeliveryCounters):
                 rest: dict[bytes, list[bytes]] = {}
                 for rest_stream, rest_id, _ in batch[index:]:
                     rest.setdefault(rest_stream, []).append(rest_id)
-                await self.backend.hand_back(self, rest)
+                await self.hand_back(rest)
                 return
             try:
-                await self.deliver(stream, entry_id, fields, 1)
+                await self.deliver_entry(stream, entry_id, fields, 1)
             except Exception:  # as in _deliver_safely (one coroutine less per entry)
                 self._deliver_later(stream, entry_id, 1)
 
@@ -204,10 +194,10 @@ class StreamConsumer(DeliveryCounters):
     async def _deliver_safely(
         self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int
     ) -> None:
-        """``deliver``, and should anything unforeseen escape it, the entry comes back
+        """``deliver_entry``, and should anything unforeseen escape it, the entry comes back
         after a backoff delay instead of staying held, and the batch goes on."""
         try:
-            await self.deliver(stream, entry_id, fields, attempt)
+            await self.deliver_entry(stream, entry_id, fields, attempt)
         except Exception:
             self._deliver_later(stream, entry_id, attempt)
 
@@ -221,7 +211,9 @@ class StreamConsumer(DeliveryCounters):
         )
         self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
 
-    async def deliver(self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int) -> None:
+    async def deliver_entry(
+        self, stream: bytes, entry_id: bytes, fields: Fields, attempt: int
+    ) -> None:
         """Run the handler on one entry (held already); ack, retry later, or dead-letter it."""
         raw = _payload(fields)
         try:
@@ -232,57 +224,28 @@ class StreamConsumer(DeliveryCounters):
                 )
             if len(raw) > self.max_event_size:
                 raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-            envelope = self.backend.decoded(stream, entry_id, raw, self.sub.event_type)
+            envelope = self.shared.decoded(stream, entry_id, raw, self.sub.event_type)
         except InvalidEnvelopeError as exc:
+            self.gave_up()
             await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
             return
-        max_attempts = self.sub.retry.max_attempts
-        if attempt > max_attempts:  # earlier deliveries crashed their consumer
-            await self._dead_letter(
-                _Entry(stream, entry_id, raw),
-                envelope,
-                attempt - 1,
-                RuntimeError(f"delivered {attempt - 1} times without being acknowledged"),
-            )
+        crashed = self.crashed_too_often(attempt)  # earlier deliveries crashed their consumer
+        if crashed is not None:
+            self.gave_up()
+            await self._dead_letter(_Entry(stream, entry_id, raw), envelope, attempt - 1, crashed)
             return
-        self.current = envelope
-        self.attempt = attempt
         try:
-            await self.invoke(envelope.event)
-        except Exception as exc:
-            await self._failed(_Entry(stream, entry_id, raw), envelope, attempt, exc)
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            await self._failed(_Entry(stream, entry_id, raw), envelope, attempt, exc)
-        else:
-            self.handled += 1
-            self._acks[stream].append(entry_id)
+            error = await self.deliver(envelope, attempt)
         finally:
             self.current = None
-
-    async def _failed(
-        self, entry: _Entry, envelope: Envelope, attempt: int, exc: BaseException
-    ) -> None:
-        self.failed += 1
-        retry = self.sub.retry
-        if attempt >= retry.max_attempts:
-            await self._dead_letter(entry, envelope, attempt, exc)
+        if error is None:
+            self._acks[stream].append(entry_id)
             return
-        delay = retry.delay(attempt)
-        logger.info(
-            "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
-            self.sub.id,
-            envelope.type,
-            envelope.id,
-            attempt,
-            retry.max_attempts,
-            delay,
-            exc,
-        )
-        self.retried += 1
-        self._schedule(entry.stream, entry.id, attempt + 1, delay)
+        step = self.failure(envelope, attempt, error)
+        if step.action is Action.RETRY:
+            self._schedule(stream, entry_id, attempt + 1, step.delay)
+        else:
+            await self._dead_letter(_Entry(stream, entry_id, raw), envelope, attempt, error)
 
     def _schedule(self, stream: bytes, entry_id: bytes, attempt: int, delay: float) -> None:
         """Deliver a held entry again (as ``attempt``) after ``delay`` seconds."""
@@ -297,11 +260,11 @@ class StreamConsumer(DeliveryCounters):
         self._timers.add(handle)
 
     async def _run_retries(self) -> None:
-        client = self.backend.client
+        client = self.shared.client
         while self.retries and not self.stopping:
             stream, entry_id, attempt = self.retries[0]
             # Claiming it again counts the delivery and checks it is still ours.
-            claimed = await client.xclaim(stream, self.group, self.backend.consumer, 0, [entry_id])
+            claimed = await client.xclaim(stream, self.group, self.shared.consumer, 0, [entry_id])
             self.retries.popleft()  # only now: a Redis error above leaves it due
             if not claimed:
                 self._held[stream].discard(entry_id)
@@ -319,9 +282,8 @@ class StreamConsumer(DeliveryCounters):
     async def _dead_letter(
         self, entry: _Entry, envelope: Envelope | None, attempts: int, exc: BaseException
     ) -> None:
-        """Dead-letter a held entry; if Redis refuses the write, keep it held and
-        try again later, while the other entries keep flowing."""
-        self.dead_lettered += 1
+        """Dead-letter a held entry (counted already); if Redis refuses the write,
+        keep it held and try again later, while the other entries keep flowing."""
         self.unwritten.append(
             DeadLetterStore.prepare(
                 subscriber=self.sub.id,
@@ -342,7 +304,7 @@ class StreamConsumer(DeliveryCounters):
     async def _write_dead_letters(self) -> None:
         """Write the dead letters waiting, oldest first; on a Redis error, stop and
         schedule the next try (exponential backoff), never dropping one."""
-        store = self.backend.dead_letters_store()
+        store = self.shared.dead_letters()
         while self.unwritten:
             letter = self.unwritten[0]
             try:
@@ -364,7 +326,7 @@ class StreamConsumer(DeliveryCounters):
         self._unwritten_backoff.reset()
 
     async def _flush_acks(self) -> None:
-        client = self.backend.client
+        client = self.shared.client
         for stream, ids in self._acks.items():
             if not ids:
                 continue
@@ -385,19 +347,20 @@ class StreamConsumer(DeliveryCounters):
 
     async def _reclaim(self) -> None:
         """Take over entries left pending by dead consumers of the group."""
-        client = self.backend.client
-        idle_ms = int(self.backend.settings.redis.claim_idle * 1000)
-        count = self.backend.settings.redis.read_count
+        client = self.shared.client
+        idle_ms = int(self.shared.options.claim_idle * 1000)
+        count = self.shared.options.read_count
         for stream in (self.stream, self.requeue):
             start: Any = b"0-0"
             while not self.stopping:
                 reply = await client.xautoclaim(
-                    stream, self.group, self.backend.consumer, idle_ms, start, count=count
+                    stream, self.group, self.shared.consumer, idle_ms, start, count=count
                 )
                 start, claimed = reply[0], reply[1]
                 deleted = reply[2] if len(reply) > 2 else []
                 if deleted:
-                    await self.backend.count_lost(self, stream, deleted)
+                    self.lost += len(deleted)
+                    await record_lost(self.shared, self.sub.id, stream, deleted)
                 if claimed:
                     await self._deliver_claimed(stream, claimed)
                 if start in (b"0-0", "0-0"):
@@ -408,7 +371,7 @@ class StreamConsumer(DeliveryCounters):
         ids = [entry_id for entry_id, _ in claimed]
         # Held (so renewed) only once counted: should that fail, nobody renews
         # them and they are taken over again after claim_idle.
-        counts = await self.backend.delivery_counts(self, stream, ids)
+        counts = await delivery_counts(self.shared, self.group, stream, ids)
         for entry_id in ids:
             self._held[stream].add(entry_id)
         self.reclaimed += len(claimed)
@@ -434,11 +397,11 @@ class StreamConsumer(DeliveryCounters):
                 if last is not None
                 else (
                     "$"
-                    if stream == self.stream and self.backend.settings.redis.group_start == "new"
+                    if stream == self.stream and self.shared.options.group_start == "new"
                     else "0"
                 )
             )
-            await self._create_group(stream, start)
+            await create_group(self.shared.client, stream, self.group, start)
         logger.warning(
             "subscriber %s: consumer group was missing on %s (Redis restarted without its "
             "data?); recreated after the last entry read here",
@@ -446,11 +409,14 @@ class StreamConsumer(DeliveryCounters):
             self.stream.decode(),
         )
 
-    def release(self, stream: bytes, ids: list[bytes]) -> None:
-        """Forget entries handed back to the group."""
-        held = self._held[stream]
-        for entry_id in ids:
-            held.discard(entry_id)
+    async def hand_back(self, held: dict[bytes, list[bytes]]) -> None:
+        """Entries (by stream) this process will not handle, as it stops: to the
+        group's other consumers at once (see :func:`groups.hand_back`)."""
+        for stream, ids in held.items():
+            await hand_back(self.shared, self.group, stream, ids)
+            mine = self._held[stream]
+            for entry_id in ids:
+                mine.discard(entry_id)
 
     def held_ids(self) -> dict[bytes, list[bytes]]:
         """Entries this consumer holds, to renew (being handled, waiting, read)."""
@@ -486,7 +452,7 @@ class StreamConsumer(DeliveryCounters):
 
     def stats(self) -> SubscriberStats:
         """The subscription's counters in this process."""
-        return self.snapshot(self.sub, self.pending)
+        return self.snapshot(self.pending)
 
 
 def _payload(fields: Fields) -> bytes | None:

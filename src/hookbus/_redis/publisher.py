@@ -21,11 +21,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ._envelope import Envelope
-from ._exceptions import BusClosedError, BusUnavailableError
-from ._keys import Keys
-from ._redis_client import Backoff, Redis, is_transient, redis_errors
-from ._redis_scripts import STORE
+from .._backoff import Backoff
+from .._envelope import Envelope
+from .._exceptions import BusClosedError, BusUnavailableError
+from .client import Redis, is_transient, redis_errors
+from .keys import Keys
+from .scripts import STORE
 
 __all__ = ["Publisher"]
 

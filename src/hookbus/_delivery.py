@@ -1,0 +1,256 @@
+"""What happens to one delivery, decided the same way by every backend.
+
+A backend keeps one :class:`Deliverer` per subscription (and per process).
+For each event it calls :meth:`Deliverer.deliver`, which runs the handler
+and counts the outcome; when the handler failed, :meth:`Deliverer.failure`
+decides what comes next and logs it:
+
+* ``RETRY`` after ``delay`` seconds (the subscription's backoff) while
+  attempts remain;
+* ``DEAD_LETTER`` once ``max_attempts`` tries failed (durable events);
+* ``DROP`` for an ephemeral event, which is never retried.
+
+Only how a retry is scheduled, how a dead letter is stored and how a success
+is acknowledged differ between backends.
+
+A handler that raises :class:`asyncio.CancelledError` by itself (it awaited
+something that was cancelled) has failed like any other; the cancellation is
+propagated only when the bus is stopping, i.e. when the delivering task
+itself is being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, NamedTuple
+
+from ._context import pin_delivery
+from ._envelope import Envelope
+from ._event import Event
+from ._subscription import SubscriberStats, Subscription
+
+__all__ = [
+    "Action",
+    "Deliverer",
+    "Invoker",
+    "Next",
+    "bus_stopping",
+    "make_invoker",
+]
+
+logger = logging.getLogger("hookbus")
+
+#: What a backend calls for each delivery: an async function of the event.
+Invoker = Callable[[Event], Awaitable[Any]]
+
+
+class Action(enum.Enum):
+    """What becomes of a delivery whose handler failed."""
+
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    DROP = "drop"
+
+
+class Next(NamedTuple):
+    """The decision after a failure: the action, and for ``RETRY`` the delay (seconds)."""
+
+    action: Action
+    delay: float = 0.0
+
+
+def bus_stopping() -> bool:
+    """True when the calling task is being cancelled (the bus stops), as opposed to
+    a handler raising ``CancelledError`` by itself."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class Deliverer:
+    """One subscription's delivery in one process: handler, counters, decisions.
+
+    ``current`` and ``attempt`` describe the delivery in progress; they are
+    what :func:`hookbus.current_delivery` reports to the handler (the
+    delivering task sets the ``_worker`` context variable to this object).
+    """
+
+    __slots__ = (
+        "attempt",
+        "current",
+        "dead_lettered",
+        "dropped",
+        "failed",
+        "handled",
+        "invoke",
+        "lost",
+        "retried",
+        "sub",
+    )
+
+    def __init__(self, sub: Subscription, executor: Callable[[], Executor]) -> None:
+        self.sub = sub
+        self.invoke = make_invoker(sub, executor)
+        self.current: Envelope | None = None
+        self.attempt = 1
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        """Start every counter at zero."""
+        self.handled = self.failed = self.retried = 0
+        self.dead_lettered = self.dropped = self.lost = 0
+
+    async def deliver(self, envelope: Envelope, attempt: int) -> BaseException | None:
+        """Run the handler on ``envelope`` (try number ``attempt``) and count the outcome.
+
+        Returns ``None`` on success, else the error the handler raised (pass it
+        to :meth:`failure`). Re-raises :class:`asyncio.CancelledError` only when
+        the bus is stopping.
+        """
+        self.current = envelope
+        self.attempt = attempt
+        try:
+            await self.invoke(envelope.event)
+        except Exception as exc:
+            self.failed += 1
+            return exc
+        except asyncio.CancelledError as exc:
+            if bus_stopping():
+                raise
+            self.failed += 1  # raised by the handler itself
+            return exc
+        self.handled += 1
+        return None
+
+    async def deliver_queue(
+        self,
+        queue: deque[Envelope],
+        count: int,
+        failed: Callable[[Envelope, int, BaseException], None],
+    ) -> None:
+        """Deliver the first ``count`` envelopes of ``queue`` (first tries), in order.
+
+        The steps of :meth:`deliver`, looped here: a coroutine per event would
+        cost in-process delivery a fifth of its throughput. Each failure is
+        passed to ``failed(envelope, 1, error)``.
+        """
+        invoke = self.invoke
+        self.attempt = 1
+        for _ in range(count):
+            envelope = queue.popleft()
+            self.current = envelope
+            try:
+                await invoke(envelope.event)
+            except Exception as exc:
+                self.failed += 1
+                failed(envelope, 1, exc)
+            except asyncio.CancelledError as exc:
+                if bus_stopping():
+                    raise
+                self.failed += 1
+                failed(envelope, 1, exc)
+            else:
+                self.handled += 1
+
+    def failure(self, envelope: Envelope, attempt: int, exc: BaseException) -> Next:
+        """What comes after try ``attempt`` of ``envelope`` failed with ``exc``; counted
+        and logged here, carried out by the backend."""
+        sub = self.sub
+        if not envelope.durable:
+            logger.warning(
+                "subscriber %s failed on ephemeral event %s %s (not retried): %r",
+                sub.id,
+                envelope.type,
+                envelope.id,
+                exc,
+            )
+            return Next(Action.DROP)
+        retry = sub.retry
+        if attempt >= retry.max_attempts:
+            self.gave_up()
+            return Next(Action.DEAD_LETTER)
+        delay = retry.delay(attempt)
+        logger.info(
+            "subscriber %s failed on %s %s (attempt %d/%d), retrying in %.3fs: %r",
+            sub.id,
+            envelope.type,
+            envelope.id,
+            attempt,
+            retry.max_attempts,
+            delay,
+            exc,
+        )
+        self.retried += 1
+        return Next(Action.RETRY, delay)
+
+    def crashed_too_often(self, attempt: int) -> BaseException | None:
+        """For a broker that counts deliveries (crashes included): the error to
+        dead-letter with when delivery number ``attempt`` is past ``max_attempts``."""
+        if attempt <= self.sub.retry.max_attempts:
+            return None
+        return RuntimeError(f"delivered {attempt - 1} times without being acknowledged")
+
+    def gave_up(self) -> None:
+        """Count one event this subscriber will not handle: a dead letter (the
+        backend logs it once stored, with where it is)."""
+        self.dead_lettered += 1
+
+    def snapshot(self, queued: int) -> SubscriberStats:
+        """The counters as a :class:`SubscriberStats` record."""
+        sub = self.sub
+        return SubscriberStats(
+            subscriber=sub.id,
+            event_type=sub.event_name,
+            handled=self.handled,
+            failed=self.failed,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            dropped=self.dropped,
+            queued=queued,
+            lost=self.lost,
+        )
+
+
+def make_invoker(sub: Subscription, executor: Callable[[], Executor]) -> Invoker:
+    """The async callable a backend awaits for one delivery.
+
+    Async handlers are returned as they are (nothing added to the hot path);
+    plain functions run in the bus's thread pool with a copy of the caller's
+    context in which the delivery is pinned (see :func:`pin_delivery`);
+    a ``timeout`` wraps either.
+    """
+    invoke: Invoker = sub.handler if sub.is_async else _threaded(sub.handler, executor)
+    if sub.timeout is not None:
+        invoke = _with_timeout(invoke, sub.timeout)
+    return invoke
+
+
+def _threaded(handler: Callable[[Event], Any], executor: Callable[[], Executor]) -> Invoker:
+    async def run_in_thread(event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        ctx.run(pin_delivery)
+        result = await loop.run_in_executor(executor(), ctx.run, handler, event)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"handler {handler!r} is a plain function but returned an awaitable; "
+                "declare it with 'async def' so it runs on the event loop"
+            )
+
+    return run_in_thread
+
+
+def _with_timeout(invoke: Invoker, seconds: float) -> Invoker:
+    async def run_with_timeout(event: Event) -> None:
+        async with asyncio.timeout(seconds):
+            await invoke(event)
+
+    return run_with_timeout
