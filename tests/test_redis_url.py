@@ -32,7 +32,7 @@ async def start_and_stop(url: str, settings: Settings) -> None:
     ("query", "said"),
     [
         ("foo=bar", "option 'foo' is not accepted (unknown option)"),
-        ("cluster=true", "option 'cluster' is not accepted (Redis Cluster is not supported yet)"),
+        ("cluster=maybe", "cluster='maybe' is invalid: expected a boolean"),
         ("socket_timeout=abc", "socket_timeout='abc' is invalid: expected a number of seconds"),
     ],
 )

@@ -4,10 +4,11 @@ import math
 import os
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from hookbus import ConfigurationError, EventBus, RetryPolicy, Settings
+from hookbus import ConfigurationError, EventBus, RedisOptions, RetryPolicy, Settings
 
 ENV_PREFIXES = ("EVENT_BUS_", "HOOKBUS_")
 
@@ -157,7 +158,7 @@ def test_invalid_redis_urls_say_what_is_expected(url: str) -> None:
 
 ACCEPTED_OPTIONS = (
     "db, socket_timeout, socket_connect_timeout, socket_keepalive, ssl_ca_certs, ssl_ca_path, "
-    "ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname"
+    "ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname, cluster"
 )
 
 
@@ -165,7 +166,7 @@ ACCEPTED_OPTIONS = (
     ("query", "option", "reason"),
     [
         ("foo=bar", "foo", "unknown option"),
-        ("cluster=true", "cluster", "Redis Cluster is not supported yet"),
+        ("clusters=true", "clusters", "unknown option"),
         ("socket_timeout=1&colour", "colour", "unknown option"),
         ("retry_on_timeout=yes", "retry_on_timeout", "hookbus sets it itself"),
         ("password=secret", "password", "before the host"),
@@ -193,9 +194,50 @@ def test_the_environment_url_is_checked_when_the_bus_is_built(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     clean_env.setenv("EVENT_BUS_MODE", "redis")
-    clean_env.setenv("HOOKBUS_REDIS_URL", "redis://cache:6379/0?cluster=true")
-    with pytest.raises(ConfigurationError, match="'cluster' is not accepted"):
+    clean_env.setenv("HOOKBUS_REDIS_URL", "redis://cache:6379/0?cluster=sometimes")
+    with pytest.raises(ConfigurationError, match="cluster='sometimes' is invalid"):
         EventBus()
+
+
+def test_a_cluster_is_named_by_the_url_option_or_the_redis_options(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    assert not Settings(redis_url="redis://cache:7000/0").redis_cluster
+    assert Settings(redis_url="redis://cache:7000/0?cluster=true").redis_cluster
+    assert Settings(
+        redis_url="redis://cache:7000/0", redis=RedisOptions(cluster=True)
+    ).redis_cluster
+    clean_env.setenv("HOOKBUS_REDIS_URL", "rediss://:pw@cache:7000/0?cluster=yes")
+    assert Settings.from_env().redis_cluster
+    clean_env.setenv("HOOKBUS_REDIS_URL", "redis://cache:7000/0")
+    clean_env.setenv("HOOKBUS_REDIS_CLUSTER", "1")
+    clean_env.setenv("HOOKBUS_MIN_REPLICAS", "1")
+    settings = Settings.from_env()
+    assert settings.redis_cluster
+    assert settings.redis.min_replicas == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "said"),
+    [
+        (
+            lambda: Settings(
+                redis_url="redis://c:7000/0?cluster=true", redis=RedisOptions(hash_tag=True)
+            ),
+            "use cluster or hash_tag, not both",
+        ),
+        (lambda: RedisOptions(cluster=True, hash_tag=True), "use cluster or hash_tag, not both"),
+        (
+            lambda: Settings(redis_url="unix:///tmp/r.sock?cluster=true"),
+            "a Redis Cluster is reached over TCP",
+        ),
+        (lambda: RedisOptions(min_replicas=-1), "min_replicas must be an integer >= 0"),
+        (lambda: RedisOptions(replica_timeout=0), "replica_timeout must be a number of seconds"),
+    ],
+)
+def test_cluster_settings_that_cannot_work_are_refused(build: Any, said: str) -> None:
+    with pytest.raises(ConfigurationError, match=said):
+        build()
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,10 @@
 
 =================================  ====================================================
 ``HOOKBUS_REDIS_PREFIX``           prefix of every key and channel (``hookbus``)
-``HOOKBUS_REDIS_HASH_TAG``         ``1``: wrap the prefix in ``{}`` for Redis Cluster
+``HOOKBUS_REDIS_HASH_TAG``         ``1``: wrap the prefix in ``{}`` (every key in one slot)
+``HOOKBUS_REDIS_CLUSTER``          ``1``: the URL names a node of a Redis Cluster
+``HOOKBUS_MIN_REPLICAS``           replicas that must have a durable event before ``emit``
+                                   returns (``WAIT``; default 0)
 ``HOOKBUS_CONSUME``                ``0``: this process emits but runs no durable handler
 ``HOOKBUS_GROUP_START``            where a brand-new consumer group starts: ``new``/``all``
 ``HOOKBUS_CLAIM_IDLE``             seconds before another consumer's pending event is taken
@@ -34,6 +37,7 @@ DEFAULT_TRIM_INTERVAL = 5.0
 DEFAULT_EMIT_TIMEOUT = 5.0
 DEFAULT_CONSUMER_EXPIRY = 3600.0
 DEFAULT_LIVE_BUFFER = 1000
+DEFAULT_REPLICA_TIMEOUT = 1.0
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -43,7 +47,16 @@ FALSE_WORDS = {"0", "false", "no", "off"}
 class RedisOptions:
     """How the redis mode stores, reads, retains and reclaims events.
 
-    * ``prefix`` / ``hash_tag``: the namespace of every key (see ``hookbus._keys``).
+    * ``prefix`` / ``hash_tag``: the namespace of every key (see
+      ``hookbus._redis.keys``); ``hash_tag`` puts every key in one cluster slot.
+    * ``cluster``: the URL names a node of a Redis Cluster (as the URL option
+      ``cluster=true`` does); keys then spread over the shards by event type.
+    * ``min_replicas``: ``emit`` of a durable event returns only once that
+      many replicas have it too (``WAIT``), so that a failover loses nothing
+      ``emit`` accepted; it raises :class:`~hookbus.BusUnavailableError` when
+      they do not confirm within ``replica_timeout`` seconds. ``0`` (default)
+      does not wait: a master that dies just after an emit may take the event
+      with it.
     * ``consume``: run the durable handlers declared in this process (default);
       ``False`` for processes that only emit. Groups are created either way.
     * ``group_start``: where a consumer group created for the first time
@@ -65,6 +78,9 @@ class RedisOptions:
 
     prefix: str = DEFAULT_PREFIX
     hash_tag: bool = False
+    cluster: bool = False
+    min_replicas: int = 0
+    replica_timeout: float = DEFAULT_REPLICA_TIMEOUT
     consume: bool = True
     group_start: GroupStart = "new"
     claim_idle: float = DEFAULT_CLAIM_IDLE
@@ -95,10 +111,20 @@ class RedisOptions:
             "trim_interval",
             "emit_timeout",
             "consumer_expiry",
+            "replica_timeout",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(self.min_replicas, int) or self.min_replicas < 0:
+            raise ConfigurationError(
+                f"min_replicas must be an integer >= 0, got {self.min_replicas!r}"
+            )
+        if self.cluster and self.hash_tag:
+            raise ConfigurationError(
+                "hash_tag puts every key in one slot, which a cluster spreads by event type: "
+                "use cluster or hash_tag, not both"
+            )
         for name in ("read_count", "live_buffer"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -123,6 +149,8 @@ class RedisOptions:
 _VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("prefix", "HOOKBUS_REDIS_PREFIX", "str"),
     ("hash_tag", "HOOKBUS_REDIS_HASH_TAG", "bool"),
+    ("cluster", "HOOKBUS_REDIS_CLUSTER", "bool"),
+    ("min_replicas", "HOOKBUS_MIN_REPLICAS", "int"),
     ("consume", "HOOKBUS_CONSUME", "bool"),
     ("group_start", "HOOKBUS_GROUP_START", "str"),
     ("claim_idle", "HOOKBUS_CLAIM_IDLE", "float"),

@@ -21,11 +21,14 @@ query option                type       meaning
                                        ``none``
 ``ssl_check_hostname``      bool       ``rediss://``: the certificate must name the host
                                        (default on)
+``cluster``                 bool       the URL names one node of a Redis Cluster (any
+                                       node: the others are discovered); same as
+                                       ``RedisOptions(cluster=True)``
 ==========================  =========  ================================================
 
 Booleans are ``1``/``0``, ``true``/``false``, ``yes``/``no`` or ``on``/``off``.
 Options redis-py knows but hookbus sets itself (retries, health checks,
-protocol, decoding, the connection name) are refused, as is ``cluster``.
+protocol, decoding, the connection name) are refused.
 """
 
 from __future__ import annotations
@@ -106,12 +109,12 @@ URL_OPTIONS: Mapping[str, _Option] = {
     "ssl_keyfile": _Option(_path, _PATH, tls_only=True),
     "ssl_cert_reqs": _Option(_cert_reqs, "one of required, optional, none", tls_only=True),
     "ssl_check_hostname": _Option(_bool, _BOOL, tls_only=True),
+    "cluster": _Option(_bool, _BOOL),
 }
 
 # Options redis-py would take that hookbus refuses, with the reason.
 _SET_BY_HOOKBUS = "hookbus sets it itself"
 _REFUSED = {
-    "cluster": "Redis Cluster is not supported yet",
     "username": "give the user before the host: redis://user:password@host",
     "password": "give the password before the host: redis://:password@host",
     "retry_on_timeout": f"{_SET_BY_HOOKBUS}: it retries within emit_timeout",

@@ -87,7 +87,17 @@ class Settings:
                 f"unknown event bus mode {self.mode!r}; accepted: {', '.join(MODES)} "
                 "(EVENT_BUS_MODE / HOOKBUS_MODE)"
             )
-        parse_redis_url(self.redis_url)
+        url = parse_redis_url(self.redis_url)
+        if self.redis.cluster or url.options.get("cluster"):
+            if self.redis.hash_tag:
+                raise ConfigurationError(
+                    "hash_tag puts every key in one slot, which a cluster spreads by event "
+                    "type: use cluster or hash_tag, not both"
+                )
+            if url.address.startswith("unix:"):
+                raise ConfigurationError(
+                    "a Redis Cluster is reached over TCP: use redis:// or rediss://"
+                )
         for name in ("max_event_size", "queue_size", "max_dead_letters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -104,6 +114,11 @@ class Settings:
             raise ConfigurationError(f"sync_workers must be >= 1, got {self.sync_workers!r}")
         if not self.source:
             raise ConfigurationError("source must be a non-empty string")
+
+    @property
+    def redis_cluster(self) -> bool:
+        """Whether the redis mode talks to a Redis Cluster (URL option or ``RedisOptions``)."""
+        return self.redis.cluster or bool(parse_redis_url(self.redis_url).options.get("cluster"))
 
     def with_options(self, **options: Any) -> Settings:
         """A copy with some fields replaced; unknown names raise ConfigurationError."""

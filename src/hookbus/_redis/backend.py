@@ -69,7 +69,7 @@ class RedisBackend(Backend):
         options = settings.redis
         self.shared = shared = RedisShared(
             settings=settings,
-            keys=Keys(options.prefix, options.hash_tag),
+            keys=Keys(options.prefix, options.hash_tag, cluster=settings.redis_cluster),
             consumer=consumer_name(),
             executor=executor,
             hub=self.hub,
@@ -91,9 +91,7 @@ class RedisBackend(Backend):
         name = f"hookbus:{shared.consumer}"
         shared.client = make_client(self.settings, name=name)
         shared.blocking = make_client(self.settings, blocking=True, name=name)
-        self.publisher = Publisher(
-            shared.client, shared.keys, shared.options.emit_timeout, self.live.remember
-        )
+        self.publisher = Publisher(shared.client, shared.keys, shared.options, self.live.remember)
         shared.dead_letter_store = DeadLetterStore(shared.client, shared.keys, shared.types)
         try:
             await self._until_reachable(self._create_groups)
@@ -261,7 +259,7 @@ class RedisBackend(Backend):
     # -- dead letters and replay ---------------------------------------------------------
 
     async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
-        return await self.shared.dead_letters().list(subscriber, limit)
+        return await self.shared.dead_letters().list_letters(subscriber, limit)
 
     async def retry_dead_letter(self, dead_letter_id: str) -> None:
         await self.shared.dead_letters().requeue(dead_letter_id)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -109,9 +110,19 @@ def make_client(settings: Settings, *, blocking: bool = False, name: str = "hook
         retry=Retry(NoBackoff(), 0),
     )
     try:
+        if kwargs.pop("cluster", False) or options.cluster:
+            return _cluster_client(url.address, kwargs)
         return aioredis.Redis.from_url(url.address, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid Redis URL for hookbus: {exc}") from exc
+
+
+def _cluster_client(address: str, kwargs: dict[str, Any]) -> Redis:
+    """A Redis Cluster client seeded by one node: it discovers the others, follows
+    MOVED and ASK redirections, and reloads the slot map after a failover."""
+    kwargs.pop("health_check_interval", None)
+    kwargs.pop("retry_on_timeout", None)
+    return RedisCluster.from_url(address, **kwargs)
 
 
 def id_key(entry_id: bytes) -> tuple[int, int]:

@@ -1,11 +1,17 @@
-"""The dead-letter stream of the redis mode (``<prefix>:dead``).
+"""The dead-letter streams of the redis mode.
+
+On one server every dead letter goes to ``<prefix>:dead``, and a dead
+letter's id is its entry id there. On a cluster each event type has its own
+dead-letter stream in its slot (``<prefix>:dead:{<type>}``, found through the
+``<prefix>:types`` set), and a dead letter's id is ``<entry id>/<type>``;
+listings merge the streams, oldest first.
 
 One entry per dead letter, with the subscriber, the event's type and id, the
 stream and entry it came from, the attempts, the error, when it failed, and
 the stored payload as it was (at most ``max_event_size`` bytes). Writing a
 dead letter and acknowledging the original entry happen in one script, so an
 event is never both pending and dead, nor neither. Re-queueing moves the payload to the subscriber's
-re-queue stream and deletes the dead letter, in one transaction too.
+re-queue stream and deletes the dead letter, in one script too.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from .._dead_letter import DeadLetter, error_type_name
 from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError, error_text
-from .client import Redis, id_key
+from .client import Redis, id_key, redis_errors
 from .keys import Keys
-from .scripts import DEAD_LETTER
+from .scripts import DEAD_LETTER, REQUEUE
 
 __all__ = ["DeadLetterStore", "UnwrittenLetter"]
 
@@ -48,6 +54,7 @@ class DeadLetterStore:
         self._keys = keys
         self._types = types
         self._script = client.register_script(DEAD_LETTER)
+        self._requeue = client.register_script(REQUEUE)
 
     @staticmethod
     def prepare(
@@ -90,8 +97,8 @@ class DeadLetterStore:
         args: list[Any] = [group, letter.entry_id, "1" if letter.stream == requeue else "0"]
         for name, value in letter.fields.items():
             args += (name, value)
-        await self._script(keys=[self._keys.dead(), letter.stream], args=args)
         fields = letter.fields
+        await self._script(keys=[self._keys.dead(fields["type"]), letter.stream], args=args)
         logger.error(
             "subscriber %s gave up on %s %s (%s entry %s) after %d attempts: %s: %s",
             fields["subscriber"],
@@ -104,14 +111,33 @@ class DeadLetterStore:
             fields["error_message"],
         )
 
-    async def list(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
+    async def list_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
         """Dead letters, oldest first."""
+        if not self._keys.cluster:
+            return await self._list_stream("", subscriber, limit)
+        found: list[DeadLetter] = []
+        for event_type in sorted(await self._dead_types()):
+            found += await self._list_stream(event_type, subscriber, limit)
+        found.sort(key=lambda letter: id_key(letter.id.partition("/")[0].encode()))
+        return found if limit is None else found[:limit]
+
+    async def _dead_types(self) -> set[str]:
+        """Event types that may have dead letters (cluster layout)."""
+        members = await self._client.smembers(self._keys.types())
+        return {m.decode(errors="replace") for m in members} | set(self._types)
+
+    async def _list_stream(
+        self, event_type: str, subscriber: str | None, limit: int | None
+    ) -> list[DeadLetter]:
+        """Dead letters of one dead-letter stream, oldest first."""
         letters: list[DeadLetter] = []
+        stream = self._keys.dead(event_type)
+        suffix = f"/{event_type}" if self._keys.cluster else ""
         start = "-"
         while limit is None or len(letters) < limit:
-            entries = await self._client.xrange(self._keys.dead(), min=start, max="+", count=500)
+            entries = await self._client.xrange(stream, min=start, max="+", count=500)
             for entry_id, fields in entries:
-                letter = self._letter(entry_id, fields)
+                letter = self._letter(entry_id.decode() + suffix, entry_id, fields)
                 if subscriber is None or letter.subscriber == subscriber:
                     letters.append(letter)
             if len(entries) < 500:
@@ -119,9 +145,22 @@ class DeadLetterStore:
             start = "(" + entries[-1][0].decode()
         return letters if limit is None else letters[:limit]
 
+    def _locate(self, letter_id: str) -> tuple[str, str]:
+        """(dead-letter stream, entry id) of a dead letter's id."""
+        entry_id, _, event_type = letter_id.partition("/")
+        if self._keys.cluster and not event_type:
+            raise DeadLetterNotFoundError(
+                f"no dead letter with id {letter_id!r} (on a cluster, ids read <entry>/<type>)"
+            )
+        return self._keys.dead(event_type), entry_id
+
     async def take(self, letter_id: str) -> tuple[str, str, bytes]:
         """(subscriber, event type, payload) of a dead letter, which must exist."""
-        entries = await self._client.xrange(self._keys.dead(), min=letter_id, max=letter_id)
+        stream, entry_id = self._locate(letter_id)
+        try:
+            entries = await self._client.xrange(stream, min=entry_id, max=entry_id)
+        except redis_errors.ResponseError:  # not a stream id
+            entries = []
         if not entries:
             raise DeadLetterNotFoundError(f"no dead letter with id {letter_id!r}")
         fields = entries[0][1]
@@ -135,17 +174,25 @@ class DeadLetterStore:
     async def requeue(self, letter_id: str) -> None:
         """Send a dead letter's payload back to its subscriber only; delete the letter."""
         subscriber, event_type, payload = await self.take(letter_id)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.xadd(self._keys.requeue(event_type, subscriber), {"e": payload})
-        pipe.xdel(self._keys.dead(), letter_id)
-        await pipe.execute()
+        stream, entry_id = self._locate(letter_id)
+        if self._keys.cluster and self._keys.dead(event_type) != stream:
+            raise DeadLetterNotFoundError(
+                f"dead letter {letter_id!r} names another event type ({event_type!r})"
+            )
+        requeue = self._keys.requeue(event_type, subscriber)
+        await self._requeue(keys=[requeue, stream], args=[payload, entry_id])
 
     async def discard(self, letter_id: str) -> None:
         """Delete a dead letter."""
-        if not await self._client.xdel(self._keys.dead(), letter_id):
+        stream, entry_id = self._locate(letter_id)
+        try:
+            deleted = await self._client.xdel(stream, entry_id)
+        except redis_errors.ResponseError:  # not a stream id
+            deleted = 0
+        if not deleted:
             raise DeadLetterNotFoundError(f"no dead letter with id {letter_id!r}")
 
-    def _letter(self, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    def _letter(self, letter_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
         """A dead-letter entry as a :class:`DeadLetter`; missing or garbled fields (the
         stream is writable by anyone) read as empty rather than failing the listing."""
         payload = fields.get(b"payload", b"")
@@ -155,7 +202,7 @@ class DeadLetterStore:
             with contextlib.suppress(InvalidEnvelopeError):
                 envelope = decode_envelope(payload, self._types)
         return DeadLetter(
-            id=entry_id.decode(),
+            id=letter_id,
             subscriber=_text(fields.get(b"subscriber")) or "",
             event_type=_text(fields.get(b"type")) or "",
             event_id=_text(fields.get(b"event_id")) or "",

@@ -256,9 +256,10 @@ class LiveFeed:
 
     async def _published_counts(self, event_types: list[str]) -> dict[str, int]:
         keys = self._shared.keys
-        values = await self._shared.client.hmget(
-            keys.published(), [keys.live(t) for t in event_types]
-        )
+        pipe = self._shared.client.pipeline(transaction=False)
+        for event_type in event_types:  # one hash on one server, one per type on a cluster
+            pipe.hget(keys.published(event_type), keys.live(event_type))
+        values = await pipe.execute()
         return {t: int(v or 0) for t, v in zip(event_types, values, strict=True)}
 
     async def _count_missed(self) -> None:

@@ -7,6 +7,14 @@ while the next batch gathers: one command and one reply per batch, however
 many events it holds. So concurrent emits share round trips, and
 each still returns only once its own entry is stored.
 
+On a cluster, the keys of one event type share a slot, so a batch is sent
+as one ``STORE`` call per event type, in one pipeline that the cluster
+client splits by node. With ``min_replicas``, each node's part of the
+pipeline ends with ``WAIT``, on the same connection: an emit returns only
+once that many replicas have its event, and fails with
+:class:`~hookbus.BusUnavailableError` otherwise (the event may still have been
+stored: emitting it again can deliver it twice, never zero times).
+
 When Redis cannot be reached the flusher retries with backoff until
 ``emit_timeout`` has passed since the oldest waiting emit, then fails the
 waiting emits with :class:`~hookbus.BusUnavailableError`. The pipeline runs in
@@ -24,6 +32,7 @@ from typing import Any
 from .._backoff import Backoff
 from .._envelope import Envelope
 from .._exceptions import BusClosedError, BusUnavailableError
+from .._redis_options import RedisOptions
 from .client import Redis, is_transient, redis_errors
 from .keys import Keys
 from .scripts import STORE
@@ -45,18 +54,19 @@ class Publisher:
         self,
         client: Redis,
         keys: Keys,
-        timeout: float,
+        options: RedisOptions,
         on_sent: Callable[[Envelope], None] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
-        self._timeout = timeout
+        self._timeout = options.emit_timeout
+        self._min_replicas = options.min_replicas
+        self._replica_ms = max(1, int(options.replica_timeout * 1000))
         self._batch: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sha: str | None = None
         self._on_sent = on_sent
-        self._names: dict[str, tuple[bytes, bytes]] = {}
-        self._published = keys.published().encode()
+        self._names: dict[str, tuple[bytes, bytes, bytes]] = {}
         self._closed = False
 
     def publish(self, envelope: Envelope) -> asyncio.Future[None]:
@@ -73,9 +83,15 @@ class Publisher:
         # (the event may still be stored: at least once).
         return future
 
-    def _names_of(self, event_type: str) -> tuple[bytes, bytes]:
-        """Stream and channel names of a type, encoded once (the hot path sends bytes)."""
-        return self._keys.stream(event_type).encode(), self._keys.live(event_type).encode()
+    def _names_of(self, event_type: str) -> tuple[bytes, bytes, bytes]:
+        """Stream, channel and counter names of a type, encoded once (the hot path
+        sends bytes)."""
+        keys = self._keys
+        return (
+            keys.stream(event_type).encode(),
+            keys.live(event_type).encode(),
+            keys.published(event_type).encode(),
+        )
 
     async def close(self) -> None:
         """Refuse new envelopes; let the batches already taken finish."""
@@ -131,35 +147,111 @@ class Publisher:
         return [w for w in batch if now - w[2] < self._timeout]
 
     async def _send(self, batch: list[_Waiting]) -> list[Any]:
-        """Store the batch with one STORE call; its failures, as (number, error) pairs."""
+        """Store the batch; its failures, as (number, error) pairs."""
         if self._sha is None:
             self._sha = await self._client.script_load(STORE)
+        remember = self._on_sent
+        if remember is not None:
+            for envelope, _, _ in batch:
+                remember(envelope)
+        if not self._keys.cluster and not self._min_replicas:
+            keys, args = self._store_args(batch)
+            failures: list[Any] = await self._client.evalsha(self._sha, len(keys), *keys, *args)
+            return failures
+        return await self._send_pipelined(batch)
+
+    def _store_args(self, batch: list[_Waiting]) -> tuple[list[bytes], list[Any]]:
+        """The KEYS and ARGV of one STORE call for ``batch`` (see ``scripts.STORE``)."""
         names = self._names
         numbers: dict[str, int] = {}
         streams: list[bytes] = []
         channels: list[bytes] = []
         kinds = bytearray()
         payloads: list[bytes] = []
-        remember = self._on_sent
+        counter = b""
         for envelope, _, _ in batch:
-            if remember is not None:
-                remember(envelope)
             number = numbers.get(envelope.type)
             if number is None:
                 try:
-                    stream, channel = names[envelope.type]
+                    stream, channel, counter = names[envelope.type]
                 except KeyError:
-                    stream, channel = names[envelope.type] = self._names_of(envelope.type)
+                    stream, channel, counter = names[envelope.type] = self._names_of(envelope.type)
                 streams.append(stream)
                 channels.append(channel)
                 number = numbers[envelope.type] = len(streams)
             kinds.append(number if envelope.durable else number + 128)
             payloads.append(envelope.encode())
-        streams.append(self._published)
-        failures: list[Any] = await self._client.evalsha(
-            self._sha, len(streams), *streams, bytes(kinds), *channels, *payloads
-        )
+        streams.append(counter)  # one counter for every type (one server) or one type
+        return streams, [bytes(kinds), *channels, *payloads]
+
+    async def _send_pipelined(self, batch: list[_Waiting]) -> list[Any]:
+        """One STORE per slot group (per event type on a cluster, else one), then
+        ``WAIT`` on each node when replicas must confirm; failures as in ``_send``."""
+        cluster = self._keys.cluster
+        groups: dict[str, list[int]] = {}
+        for index, (envelope, _, _) in enumerate(batch):
+            groups.setdefault(envelope.type if cluster else "", []).append(index)
+        pipe = self._client.pipeline(transaction=False)
+        node_of: dict[str, str] = {}  # slot group -> node name ("" on one server)
+        nodes: dict[str, Any] = {}
+        for group, indexes in groups.items():
+            keys, args = self._store_args([batch[i] for i in indexes])
+            pipe.evalsha(self._sha, len(keys), *keys, *args)
+            node = self._client.get_node_from_key(keys[0]) if cluster else None
+            node_of[group] = node.name if node is not None else ""
+            nodes[node_of[group]] = node
+        if self._min_replicas:
+            for node in nodes.values():
+                target = {} if node is None else {"target_nodes": node}
+                pipe.execute_command("WAIT", self._min_replicas, self._replica_ms, **target)
+        replies = await pipe.execute(raise_on_error=False)
+        failures: list[Any] = []
+        for indexes, reply in zip(groups.values(), replies, strict=False):
+            if isinstance(reply, Exception):
+                if is_transient(reply) or isinstance(reply, redis_errors.NoScriptError):
+                    raise reply
+                for index in indexes:
+                    failures += [index + 1, str(reply).encode()]
+                continue
+            for k in range(0, len(reply), 2):
+                failures += [indexes[int(reply[k]) - 1] + 1, reply[k + 1]]
+        if self._min_replicas:
+            acks = dict(zip(nodes, replies[len(groups) :], strict=True))
+            failures += self._unconfirmed(batch, groups, node_of, acks)
         return failures
+
+    def _unconfirmed(
+        self,
+        batch: list[_Waiting],
+        groups: dict[str, list[int]],
+        node_of: dict[str, str],
+        acks: dict[str, Any],
+    ) -> list[Any]:
+        """Failures for the durable events whose node's ``WAIT`` counted fewer than
+        ``min_replicas`` replicas, or whose slot moved meanwhile (written elsewhere)."""
+        confirmed = {
+            name
+            for name, ack in acks.items()
+            if not isinstance(ack, Exception) and int(ack) >= self._min_replicas
+        }
+        failures: list[Any] = []
+        error = _UNREPLICATED % self._min_replicas
+        for group, indexes in groups.items():
+            node = node_of[group]
+            if node in confirmed and (
+                not node or self._client.get_node_from_key(self._names[group][0]).name == node
+            ):
+                continue
+            for index in indexes:
+                if batch[index][0].durable:
+                    failures += [index + 1, error]
+        return failures
+
+
+_UNREPLICATED = (
+    b"REPLICAS stored, but fewer than %d replica(s) confirmed it in time: a failover may "
+    b"lose it (emit it again to be sure; it may then be delivered twice)"
+)
 
 
 def _settle(batch: list[_Waiting], failures: list[Any]) -> None:
@@ -180,6 +272,8 @@ def _translate(exc: Exception) -> Exception:
     text = str(exc)
     if isinstance(exc, redis_errors.NoPermissionError) or "NOPERM" in text:
         return BusUnavailableError(f"Redis refused to store the event (ACL): {text}")
+    if text.startswith("REPLICAS"):
+        return BusUnavailableError(f"Redis {text.removeprefix('REPLICAS ')}")
     if isinstance(exc, redis_errors.OutOfMemoryError) or text.startswith("OOM"):
         return BusUnavailableError(f"Redis is out of memory (maxmemory reached): {text}")
     return BusUnavailableError(f"Redis refused the event: {text}")

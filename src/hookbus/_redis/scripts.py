@@ -18,11 +18,17 @@ write (wrong key type, out of memory) aborts the script before the
 acknowledgement, so the entry stays pending and the write can be retried:
 never acknowledged without its dead letter, which a MULTI would allow (a
 transaction runs its other commands when one fails).
+
+``REQUEUE``: send a dead letter's payload back to its subscriber's re-queue
+stream and delete the letter, both or neither.
+
+Every script touches the keys of one event type only: on a cluster they
+share a slot (see :mod:`hookbus._redis.keys`).
 """
 
 from __future__ import annotations
 
-__all__ = ["DEAD_LETTER", "STORE", "TRIM", "parse_live_message"]
+__all__ = ["DEAD_LETTER", "REQUEUE", "STORE", "TRIM", "parse_live_message"]
 
 # KEYS: the stream of each event type of the batch, in order, then the hash counting
 # ephemeral messages per channel (live feeds compare it to what they got).
@@ -95,6 +101,14 @@ local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 if ARGV[3] == '1' then redis.call('XDEL', KEYS[2], ARGV[2]) end
 return id
+"""
+
+# KEYS[1] the subscriber's re-queue stream, KEYS[2] the dead-letter stream;
+# ARGV[1] the payload, ARGV[2] the dead letter's entry id.
+REQUEUE = """
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return 1
 """
 
 
