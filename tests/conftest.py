@@ -6,6 +6,10 @@ Redis: the tests that need a server use ``redis_server`` (or ``redis_url``) and 
 ``valkey-server`` on PATH, or ``HOOKBUS_TEST_REDIS_SERVERS=path1,path2``), with ids such as
 ``redis-7.0.15`` and ``valkey-8.0.1``. When no server can be found those tests fail with the
 reason, unless ``HOOKBUS_SKIP_REDIS=1``, which turns that failure into a skip.
+
+Redis Cluster: the tests that need one carry ``@pytest.mark.cluster`` too, and use
+``redis_cluster`` (three masters and three replicas shared by the whole session, on the first
+binary found) or, to kill nodes, ``fresh_redis_cluster`` (a cluster of their own).
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from typing import Any
 
 import pytest
 
+from hookbus.testing.redis_cluster import RedisCluster
 from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "redis: needs a real Redis-compatible server (see the redis_server fixture)"
+    )
+    config.addinivalue_line(
+        "markers", "cluster: needs a real local Redis Cluster (see the redis_cluster fixture)"
     )
 
 
@@ -51,6 +59,32 @@ def redis_server(redis_server_binary: str) -> Iterator[RedisServer]:
     """A server shared by the whole session (stopped at its end): give keys a ``redis_prefix``."""
     with RedisServer(redis_server_binary) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_binary() -> str:
+    """The server binary clusters are made of: the first one found (see ``redis_server``)."""
+    try:
+        return find_server_binaries()[0]
+    except RuntimeError as exc:
+        if os.environ.get("HOOKBUS_SKIP_REDIS") == "1":
+            pytest.skip(f"HOOKBUS_SKIP_REDIS=1 and no Redis server: {exc}")
+        pytest.fail(f"no Redis server for the tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_cluster_binary: str) -> Iterator[RedisCluster]:
+    """A Redis Cluster (3 masters, 3 replicas) shared by the whole session: kill no node of it
+    (use ``fresh_redis_cluster``), and give keys a ``redis_prefix``."""
+    with RedisCluster(redis_cluster_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fresh_redis_cluster(redis_cluster_binary: str) -> Iterator[RedisCluster]:
+    """A Redis Cluster (3 masters, 3 replicas) of the test's own, closed after it."""
+    with RedisCluster(redis_cluster_binary) as cluster:
+        yield cluster
 
 
 @pytest.fixture
