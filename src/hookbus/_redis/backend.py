@@ -37,7 +37,7 @@ from .._local import LocalBackend
 from .._redis_url import safe_url
 from .._settings import Settings
 from .._subscription import SubscriberStats, Subscription
-from .client import id_key, is_refused, is_transient, make_client, refused_error
+from .client import connect, id_key, is_refused, is_transient, make_client, refused_error
 from .consumer import StreamConsumer
 from .dead_letters import DeadLetterStore
 from .groups import group_caught_up
@@ -111,6 +111,8 @@ class RedisBackend(Backend):
             raise
 
     async def _create_groups(self) -> None:
+        await connect(self.shared.client)
+        await connect(self.shared.blocking)
         for consumer in self._consumers.values():
             await consumer.ensure_groups()
 

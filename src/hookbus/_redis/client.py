@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Redis",
+    "connect",
     "id_key",
     "is_nogroup",
     "is_refused",
@@ -123,6 +124,13 @@ def _cluster_client(address: str, kwargs: dict[str, Any]) -> Redis:
     kwargs.pop("health_check_interval", None)
     kwargs.pop("retry_on_timeout", None)
     return RedisCluster.from_url(address, **kwargs)
+
+
+async def connect(client: Redis) -> None:
+    """Make sure ``client`` can route commands: a cluster client loads the slot map
+    (done lazily otherwise, which Pub/Sub does not wait for)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
 
 
 def id_key(entry_id: bytes) -> tuple[int, int]:

@@ -79,6 +79,10 @@ class StreamConsumer(Deliverer):
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
         self._last_read: dict[bytes, bytes] = {}
         self.max_event_size = shared.settings.max_event_size
+        # The command name as bytes: redis-py then returns the reply as it came,
+        # without building a dict of every entry's fields (see _payload). The
+        # cluster client needs the name as text, to find the command's keys.
+        self._read_command = "XREADGROUP" if shared.keys.cluster else b"XREADGROUP"
         self.reclaimed = 0
 
     # -- setup -------------------------------------------------------------------
@@ -149,10 +153,8 @@ class StreamConsumer(Deliverer):
     async def _read_batch(self, block_ms: int) -> None:
         self.reading = True
         try:
-            # The command name as bytes: redis-py then returns the reply as it came,
-            # without building a dict of every entry's fields (see _payload).
             response = await self.shared.blocking.execute_command(
-                b"XREADGROUP",
+                self._read_command,
                 b"GROUP",
                 self.group,
                 self.shared.consumer,

@@ -196,7 +196,8 @@ class Publisher:
         nodes: dict[str, Any] = {}
         for group, indexes in groups.items():
             keys, args = self._store_args([batch[i] for i in indexes])
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
+            # As a plain command: the cluster pipeline refuses its evalsha() method.
+            pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             node = self._client.get_node_from_key(keys[0]) if cluster else None
             node_of[group] = node.name if node is not None else ""
             nodes[node_of[group]] = node
