@@ -24,6 +24,8 @@ __all__ = [
     "is_refused",
     "is_transient",
     "make_client",
+    "primaries",
+    "publish_via",
     "redis_errors",
     "refused_error",
 ]
@@ -131,6 +133,22 @@ async def connect(client: Redis) -> None:
     (done lazily otherwise, which Pub/Sub does not wait for)."""
     if isinstance(client, RedisCluster):
         await client.initialize()
+
+
+def primaries(client: Redis) -> list[Any]:
+    """The master nodes of a cluster client; ``[None]`` (the server) for one server."""
+    if isinstance(client, RedisCluster):
+        nodes: list[Any] = client.get_primaries()
+        return nodes
+    return [None]
+
+
+async def publish_via(client: Redis, node: Any, channel: bytes, message: bytes) -> None:
+    """PUBLISH through ``node`` (a cluster master from :func:`primaries`, or None)."""
+    if node is None:
+        await client.publish(channel, message)
+    else:
+        await client.execute_command("PUBLISH", channel, message, target_nodes=node)
 
 
 def id_key(entry_id: bytes) -> tuple[int, int]:

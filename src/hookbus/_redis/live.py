@@ -26,7 +26,7 @@ from .._backoff import Backoff
 from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import InvalidEnvelopeError
-from .client import id_key, is_refused, is_transient
+from .client import id_key, is_refused, is_transient, primaries, publish_via
 from .scripts import parse_live_message
 from .shared import RedisShared
 
@@ -154,22 +154,29 @@ class LiveFeed:
     async def round_trip(self, client: Any) -> None:
         """Return once this feed listens to every channel it needs, and a message
         published now has come back through it: every message published before
-        (by anyone) has then been received too. A token lost with a dropped
-        connection is sent again (every ``SYNC_RESEND`` seconds) once the
-        channels are subscribed anew."""
+        (by anyone) has then been received too. On a cluster, one message goes
+        through each master, as messages from one node arrive in order but not
+        with those of another. A token lost with a dropped connection is sent
+        again (every ``SYNC_RESEND`` seconds) once the channels are subscribed
+        anew."""
         self._dirty = True
-        token = secrets.token_bytes(8)
-        future = asyncio.get_running_loop().create_future()
-        self._sync_waiters[token] = future
+        loop = asyncio.get_running_loop()
+        waiting: dict[bytes, tuple[Any, asyncio.Future[None]]] = {}
+        for node in primaries(client):
+            token = secrets.token_bytes(8)
+            waiting[token] = (node, loop.create_future())
+            self._sync_waiters[token] = waiting[token][1]
+        tokens = list(waiting)
         try:
-            while True:
+            while waiting:
                 await self._subscribed_to_all()
-                await client.publish(self._sync_channel, token)
-                done, _ = await asyncio.wait({future}, timeout=SYNC_RESEND)
-                if done:
-                    return
+                for token, (node, _) in waiting.items():
+                    await publish_via(client, node, self._sync_channel, token)
+                await asyncio.wait([f for _, f in waiting.values()], timeout=SYNC_RESEND)
+                waiting = {t: w for t, w in waiting.items() if not w[1].done()}
         finally:
-            self._sync_waiters.pop(token, None)
+            for token in tokens:
+                self._sync_waiters.pop(token, None)
 
     async def _subscribed_to_all(self) -> None:
         """Return once Redis confirmed every channel this feed needs."""
