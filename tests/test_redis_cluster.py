@@ -113,7 +113,7 @@ async def test_entries_of_a_dead_consumer_are_reclaimed(
 async def test_retention_keeps_what_a_lagging_subscriber_needs(
     redis_cluster: RedisCluster, redis_prefix: str
 ) -> None:
-    options = {"retention_maxlen": 10, "trim_interval": 0.05}
+    options: dict[str, Any] = {"retention_maxlen": 10, "trim_interval": 0.05}
     lagging = redis_bus(redis_cluster.url, redis_prefix, consume=False, **options)
     lagging.subscribe(Parcel, Recorder[Parcel](), name="lagging")
     fast = redis_bus(redis_cluster.url, redis_prefix, **options)

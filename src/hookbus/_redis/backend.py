@@ -37,7 +37,15 @@ from .._local import LocalBackend
 from .._redis_url import safe_url
 from .._settings import Settings
 from .._subscription import SubscriberStats, Subscription
-from .client import connect, id_key, is_refused, is_transient, make_client, refused_error
+from .client import (
+    close_client,
+    connect,
+    id_key,
+    is_refused,
+    is_transient,
+    make_client,
+    refused_error,
+)
 from .consumer import StreamConsumer
 from .dead_letters import DeadLetterStore
 from .groups import group_caught_up
@@ -90,7 +98,7 @@ class RedisBackend(Backend):
         shared = self.shared
         name = f"hookbus:{shared.consumer}"
         shared.client = make_client(self.settings, name=name)
-        shared.blocking = make_client(self.settings, blocking=True, name=name)
+        shared.blocking = make_client(self.settings, blocking=True, name=f"{name}:reads")
         self.publisher = Publisher(shared.client, shared.keys, shared.options, self.live.remember)
         shared.dead_letter_store = DeadLetterStore(shared.client, shared.keys, shared.types)
         try:
@@ -180,7 +188,7 @@ class RedisBackend(Backend):
         for client in (shared.client, shared.blocking):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.aclose()
+                    await close_client(client)
         shared.client = shared.blocking = None
 
     # -- subscriptions -------------------------------------------------------------

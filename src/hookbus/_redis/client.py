@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
+import weakref
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -18,15 +22,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Redis",
+    "close_client",
     "connect",
     "id_key",
     "is_nogroup",
     "is_refused",
     "is_transient",
     "make_client",
+    "open_pubsub",
     "primaries",
     "publish_via",
     "redis_errors",
+    "refresh_routes",
     "refused_error",
 ]
 
@@ -84,7 +91,13 @@ def is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, redis_errors.ResponseError) and str(exc).startswith("NOGROUP")
 
 
-def make_client(settings: Settings, *, blocking: bool = False, name: str = "hookbus") -> Redis:
+def make_client(
+    settings: Settings,
+    *,
+    blocking: bool = False,
+    name: str = "hookbus",
+    node: tuple[str, int] | None = None,
+) -> Redis:
     """A client (with its own pool) for ``settings.redis_url``.
 
     Command clients time out after ``emit_timeout`` (or the URL's
@@ -92,7 +105,8 @@ def make_client(settings: Settings, *, blocking: bool = False, name: str = "hook
     ``block`` plus a margin, so that a blocking read never trips the socket
     timeout. The URL's query options were checked and typed by
     :func:`~hookbus._redis_url.parse_redis_url`; they are passed as keywords,
-    never left for the client to read from the URL.
+    never left for the client to read from the URL. ``node`` (host, port): a
+    plain client of that one node of the cluster the URL names.
     """
     options = settings.redis
     url = parse_redis_url(settings.redis_url)
@@ -113,11 +127,22 @@ def make_client(settings: Settings, *, blocking: bool = False, name: str = "hook
         retry=Retry(NoBackoff(), 0),
     )
     try:
-        if kwargs.pop("cluster", False) or options.cluster:
+        cluster = kwargs.pop("cluster", False) or options.cluster
+        if node is not None:
+            return aioredis.Redis.from_url(_at_node(url.address, *node), **kwargs)
+        if cluster:
             return _cluster_client(url.address, kwargs)
         return aioredis.Redis.from_url(url.address, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid Redis URL for hookbus: {exc}") from exc
+
+
+def _at_node(address: str, host: str, port: int) -> str:
+    """The URL ``address`` (scheme, credentials, database) pointed at another node."""
+    parts = urlsplit(address)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _cluster_client(address: str, kwargs: dict[str, Any]) -> Redis:
@@ -133,6 +158,67 @@ async def connect(client: Redis) -> None:
     (done lazily otherwise, which Pub/Sub does not wait for)."""
     if isinstance(client, RedisCluster):
         await client.initialize()
+
+
+async def refresh_routes(client: Redis) -> None:
+    """After a connection error: a cluster client reloads its slot map, so that the
+    next command goes to the node now serving each slot (a replica promoted after
+    a failover). Pipelines do not do it by themselves; one server has nothing to do.
+
+    Nodes dropped from the map may still hold a connection that was in use when
+    they were dropped: they are kept, to be closed by :func:`close_client`.
+    """
+    if isinstance(client, RedisCluster):
+        before = list(client.nodes_manager.nodes_cache.values())
+        with contextlib.suppress(Exception):  # every node unreachable: the caller retries
+            await client.nodes_manager.initialize()
+        kept = {id(node) for node in client.nodes_manager.nodes_cache.values()}
+        _retired.setdefault(client, []).extend(n for n in before if id(n) not in kept)
+
+
+async def close_client(client: Redis) -> None:
+    """Close ``client``'s connections, those of cluster nodes it dropped included."""
+    try:
+        await client.aclose()
+    finally:
+        for node in _retired.pop(client, []):
+            with contextlib.suppress(Exception):
+                await node.disconnect()
+
+
+#: Cluster nodes a client dropped from its slot map, by client (see refresh_routes).
+_retired: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+class NodePubSub:
+    """A Pub/Sub connection of its own to one master of a cluster.
+
+    Classic Pub/Sub messages reach every node of a cluster, so one node is
+    enough; owning the connection (rather than borrowing one from the cluster
+    client's pools) lets it be closed for sure when the node fails.
+    """
+
+    def __init__(self, cluster: RedisCluster, settings: Settings, name: str) -> None:
+        node = random.choice(cluster.get_primaries())
+        address = (str(node.host), int(node.port))
+        self._client = make_client(settings, blocking=True, name=name, node=address)
+        self.pubsub = self._client.pubsub()
+
+    async def aclose(self) -> None:
+        """Close the subscription and its connection."""
+        try:
+            await self.pubsub.aclose()
+        finally:
+            await self._client.aclose()
+
+
+def open_pubsub(client: Redis, settings: Settings, name: str) -> tuple[Any, Any]:
+    """(the Pub/Sub object to use, what to close when done) for ``client``."""
+    if isinstance(client, RedisCluster):
+        owned = NodePubSub(client, settings, name)
+        return owned.pubsub, owned
+    pubsub = client.pubsub()
+    return pubsub, pubsub
 
 
 def primaries(client: Redis) -> list[Any]:

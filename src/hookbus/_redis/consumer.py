@@ -32,7 +32,7 @@ from .._delivery import Action, Deliverer
 from .._envelope import Envelope
 from .._exceptions import InvalidEnvelopeError, error_text
 from .._subscription import SubscriberStats, Subscription
-from .client import is_nogroup, is_transient
+from .client import is_nogroup, is_transient, refresh_routes
 from .dead_letters import DeadLetterStore, UnwrittenLetter
 from .groups import create_group, delivery_counts, hand_back, record_lost
 from .shared import RedisShared
@@ -138,6 +138,8 @@ class StreamConsumer(Deliverer):
                 else:
                     logger.exception("subscriber %s: unexpected error", self.sub.id)
                 await backoff.sleep()
+                await refresh_routes(self.shared.client)
+                await refresh_routes(self.shared.blocking)
         self.current = None
 
     def _block_ms(self, now: float, next_claim: float) -> int:

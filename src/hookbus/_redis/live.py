@@ -26,7 +26,15 @@ from .._backoff import Backoff
 from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import InvalidEnvelopeError
-from .client import id_key, is_refused, is_transient, primaries, publish_via
+from .client import (
+    id_key,
+    is_refused,
+    is_transient,
+    open_pubsub,
+    primaries,
+    publish_via,
+    refresh_routes,
+)
 from .scripts import parse_live_message
 from .shared import RedisShared
 
@@ -86,7 +94,10 @@ class LiveFeed:
         backoff = Backoff()
         reconnecting = False
         while True:
-            pubsub = self._shared.blocking.pubsub()
+            shared = self._shared
+            pubsub, closing = open_pubsub(
+                shared.blocking, shared.settings, f"hookbus:{shared.consumer}:live"
+            )
             try:
                 if reconnecting:
                     await self._count_missed()
@@ -108,10 +119,10 @@ class LiveFeed:
                         # Take what is already buffered without waiting again.
                         message = await pubsub.get_message(timeout=0)
             except asyncio.CancelledError:
-                await _close(pubsub)
+                await _close(closing)
                 raise
             except Exception as exc:
-                await _close(pubsub)
+                await _close(closing)
                 self.ready.clear()
                 if is_refused(exc):
                     if self.refusal is None:
@@ -128,6 +139,8 @@ class LiveFeed:
                     )
                 else:
                     logger.exception("hookbus live feed: unexpected error")
+                await refresh_routes(self._shared.blocking)
+                await refresh_routes(self._shared.client)
                 reconnecting = True
                 await backoff.sleep()
 
@@ -315,8 +328,8 @@ def _decode(raw: bytes | None, types: dict[str, type[Event]]) -> Envelope | None
         return None
 
 
-async def _close(pubsub: Any) -> None:
+async def _close(closing: Any) -> None:
     try:
-        await pubsub.aclose()
+        await closing.aclose()
     except Exception:  # closing a broken connection may fail too
         logger.debug("hookbus live feed: error while closing Pub/Sub", exc_info=True)

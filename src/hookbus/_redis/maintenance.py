@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from .._backoff import Backoff
-from .client import is_transient
+from .client import is_transient, refresh_routes
 from .consumer import StreamConsumer
 from .scripts import TRIM
 from .shared import RedisShared
@@ -67,6 +67,7 @@ class Maintenance:
                 if not is_transient(exc):
                     logger.exception("hookbus maintenance: unexpected error")
                 await backoff.sleep()
+                await refresh_routes(self._shared.client)
 
     async def renew_leases(self) -> None:
         """Reset the idle time of every entry this process holds."""

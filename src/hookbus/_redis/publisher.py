@@ -33,7 +33,7 @@ from .._backoff import Backoff
 from .._envelope import Envelope
 from .._exceptions import BusClosedError, BusUnavailableError
 from .._redis_options import RedisOptions
-from .client import Redis, is_transient, redis_errors
+from .client import Redis, is_transient, redis_errors, refresh_routes
 from .keys import Keys
 from .scripts import STORE
 
@@ -115,6 +115,7 @@ class Publisher:
                         break
                     batch = self._expire(batch, exc)
                     await backoff.sleep()
+                    await refresh_routes(self._client)
                     continue
                 backoff.reset()
                 _settle(batch, failures)
