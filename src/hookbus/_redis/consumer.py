@@ -90,7 +90,8 @@ class StreamConsumer(Deliverer):
     async def ensure_groups(self) -> None:
         """Create the group on both streams if missing (``group_start`` for a new one)."""
         start = "$" if self.shared.options.group_start == "new" else "0"
-        await self.shared.client.sadd(self.shared.keys.types(), self.sub.event_name)
+        if self.shared.keys.cluster:  # where dead letters are listed from (one stream per type)
+            await self.shared.client.sadd(self.shared.keys.types(), self.sub.event_name)
         await create_group(self.shared.client, self.stream, self.group, start)
         await create_group(self.shared.client, self.requeue, self.group, "0")
 

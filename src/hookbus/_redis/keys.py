@@ -30,7 +30,7 @@ one server                                     cluster
   Pub/Sub channel of one process, for drain
 ``<p>:lost``                                   same (single-key commands only)
   hash: counters of entries found missing
-``<p>:types``                                  same (single-key commands only)
+(none)                                         ``<p>:types`` (single-key commands only)
   set: the durable event types with consumer groups
 =============================================  ==========================================
 
