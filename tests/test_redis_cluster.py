@@ -18,8 +18,35 @@ from hookbus.testing import Recorder
 from hookbus.testing.redis_cluster import RedisCluster
 from redis_bus import redis_bus
 from test_fastapi_feed import _resume_without_gap_or_duplicate
+from test_redis_faults import (
+    test_cancelled_emits_leave_the_bus_consistent,
+    test_ephemeral_events_reach_every_process,
+)
+from test_redis_groups import test_processes_share_a_subscriber_and_each_event_is_handled_once
+from test_redis_replay import (
+    test_replay_from_a_point_in_time,
+    test_replay_from_an_event_id_redelivers_to_that_subscriber_only,
+    test_replay_of_an_unknown_subscriber_is_refused,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster]
+
+# Tests of the one-server suite that name no key, run here on the cluster as they are.
+__all__ = [
+    "test_cancelled_emits_leave_the_bus_consistent",
+    "test_ephemeral_events_reach_every_process",
+    "test_processes_share_a_subscriber_and_each_event_is_handled_once",
+    "test_replay_from_a_point_in_time",
+    "test_replay_from_an_event_id_redelivers_to_that_subscriber_only",
+    "test_replay_of_an_unknown_subscriber_is_refused",
+]
+
+
+@pytest.fixture
+def redis_url(redis_cluster: RedisCluster) -> str:
+    """The one-server tests' URL fixture, here naming the cluster."""
+    return redis_cluster.url
+
 
 TYPES = [f"spread.t{n}" for n in range(16)]
 
@@ -136,21 +163,6 @@ async def test_retention_keeps_what_a_lagging_subscriber_needs(
             while await client.xlen(stream) > 10:  # noqa: ASYNC110 - trimmed by the bus
                 await asyncio.sleep(0.02)
     assert sorted(e.n for e in late_rec.events) == list(range(50))
-
-
-async def test_replay_from_an_event_id(redis_cluster: RedisCluster, redis_prefix: str) -> None:
-    bus = redis_bus(redis_cluster.url, redis_prefix)
-    audit, mail = Recorder[Parcel](), Recorder[Parcel]()
-    bus.subscribe(Parcel, audit, name="audit")
-    bus.subscribe(Parcel, mail, name="mail")
-    async with bus:
-        ids = [await bus.emit(Parcel(n=n)) for n in range(5)]
-        await bus.drain(timeout=20)
-        await bus.replay("audit", since=ids[2])
-        await audit.wait_for(8)
-        await bus.drain(timeout=20)
-    assert [e.n for e in audit.events] == [0, 1, 2, 3, 4, 2, 3, 4]
-    assert [e.n for e in mail.events] == [0, 1, 2, 3, 4]
 
 
 async def test_dead_letters_of_types_on_several_masters(
