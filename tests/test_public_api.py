@@ -42,6 +42,7 @@ EXPECTED_ALL = [
     "Listener",
     "ListenerOverflowError",
     "LiveStatistics",
+    "RabbitMQOptions",
     "RedisOptions",
     "RetryPolicy",
     "Settings",

@@ -2,7 +2,8 @@
 
 Declare events as :class:`Event` subclasses, subscribe handlers with
 :meth:`EventBus.on`, emit with :meth:`EventBus.emit`. The same code runs
-in-process (``local`` mode, the default) or over Redis (``redis`` mode).
+in-process (``local`` mode, the default), over Redis (``redis`` mode) or over
+RabbitMQ (``rabbitmq`` mode).
 """
 
 from ._bus import EventBus
@@ -27,6 +28,7 @@ from ._exceptions import (
     UnsupportedError,
 )
 from ._live import Listener, LiveStatistics
+from ._rabbitmq_options import RabbitMQOptions
 from ._redis_options import RedisOptions
 from ._retry import RetryPolicy
 from ._settings import Settings
@@ -54,6 +56,7 @@ __all__ = [
     "Listener",
     "ListenerOverflowError",
     "LiveStatistics",
+    "RabbitMQOptions",
     "RedisOptions",
     "RetryPolicy",
     "Settings",

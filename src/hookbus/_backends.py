@@ -21,6 +21,10 @@ def create_backend(settings: Settings, executor: Callable[[], Executor]) -> Back
         from ._redis import RedisBackend  # needs the optional redis client (hookbus[redis])
 
         return RedisBackend(settings, executor)
+    if settings.mode == "rabbitmq":
+        from ._rabbitmq import RabbitMQBackend  # needs aio-pika (hookbus[rabbitmq])
+
+        return RabbitMQBackend(settings, executor)
     raise ConfigurationError(
         f"unknown event bus mode {settings.mode!r}; accepted: {', '.join(MODES)}"
     )

@@ -53,7 +53,8 @@ class EventBus:
 
     ``EventBus()`` reads its mode and options from the environment
     (``EVENT_BUS_MODE``, see :class:`Settings`); ``EventBus(mode="local")`` or
-    ``EventBus(mode="redis", redis_url=...)`` choose explicitly, and keyword
+    ``EventBus(mode="redis", redis_url=...)`` or ``EventBus(mode="rabbitmq",
+    amqp_url=...)`` choose explicitly, and keyword
     options (``max_event_size=``, ``queue_size=``, ``retry=``, ...) override
     single settings. Module code is the same in every mode.
 
@@ -68,6 +69,7 @@ class EventBus:
         mode: str | None = None,
         *,
         redis_url: str | None = None,
+        amqp_url: str | None = None,
         settings: Settings | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
@@ -76,6 +78,8 @@ class EventBus:
             overrides["mode"] = mode
         if redis_url is not None:
             overrides["redis_url"] = redis_url
+        if amqp_url is not None:
+            overrides["amqp_url"] = amqp_url
         if settings is None:
             self._settings = Settings.from_env(**overrides)
         else:
@@ -372,13 +376,19 @@ class EventBus:
         envelope in feed: ...``; entering the ``async with`` waits until the
         listener is in place (redis mode: subscribed), so nothing emitted
         after it is missed. A listener more than ``buffer`` events
-        behind (default ``settings.redis.live_buffer``) is closed with
+        behind (default ``live_buffer`` of the redis or rabbitmq options) is closed with
         :class:`ListenerOverflowError`; it never slows the bus.
         """
         names = [e if isinstance(e, str) else event_name(e) for e in event_types]
         for name in names:
             self._types.setdefault(name, resolve_event_type(name, self._types))
-        size = buffer if buffer is not None else self._settings.redis.live_buffer
+        settings = self._settings
+        default = (
+            settings.rabbitmq.live_buffer
+            if settings.mode == "rabbitmq"
+            else settings.redis.live_buffer
+        )
+        size = buffer if buffer is not None else default
         if size < 1:
             raise ConfigurationError(f"buffer must be >= 1, got {size!r}")
         return self._backend.hub.listen(names or None, size)

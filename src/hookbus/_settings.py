@@ -4,10 +4,12 @@ environment variables that feed them.
 Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 
 =============================  ===========================================
-``EVENT_BUS_MODE``             ``local`` (default) or ``redis``
+``EVENT_BUS_MODE``             ``local`` (default), ``redis`` or ``rabbitmq``
 ``HOOKBUS_MODE``               same, used when ``EVENT_BUS_MODE`` is unset
 ``HOOKBUS_REDIS_URL``          ``redis://[user:password@]host:port/db``, ``rediss://``,
                                ``unix://``; query options: :mod:`hookbus._redis_url`
+``HOOKBUS_AMQP_URL``           ``amqp://user:password@host:5672/vhost``, ``amqps://``;
+                               query options: :mod:`hookbus._amqp_url`
 ``HOOKBUS_MAX_EVENT_SIZE``     bytes, default 1 MiB
 ``HOOKBUS_QUEUE_SIZE``         per-subscriber queue bound (local mode)
 ``HOOKBUS_MAX_ATTEMPTS``       default attempts before a dead letter
@@ -18,7 +20,8 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 =============================  ===========================================
 
 The redis mode's own options (``HOOKBUS_REDIS_PREFIX`` ...) are listed in
-:mod:`hookbus._redis_options`.
+:mod:`hookbus._redis_options`, the rabbitmq mode's in
+:mod:`hookbus._rabbitmq_options`.
 """
 
 from __future__ import annotations
@@ -29,18 +32,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypedDict
 
+from ._amqp_url import parse_amqp_url
 from ._exceptions import ConfigurationError
+from ._rabbitmq_options import RabbitMQOptions
 from ._redis_options import RedisOptions
 from ._redis_url import parse_redis_url
 from ._retry import RetryPolicy
 
 __all__ = ["MODES", "Settings", "SettingsOptions"]
 
-Mode = Literal["local", "redis"]
-MODES: tuple[str, ...] = ("local", "redis")
+Mode = Literal["local", "redis", "rabbitmq"]
+MODES: tuple[str, ...] = ("local", "redis", "rabbitmq")
 
 DEFAULT_MODE: Mode = "local"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_MAX_EVENT_SIZE = 1024 * 1024
 DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -59,6 +65,7 @@ class SettingsOptions(TypedDict, total=False):
     sync_workers: int | None
     source: str
     redis: RedisOptions
+    rabbitmq: RabbitMQOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class Settings:
 
     mode: Mode = DEFAULT_MODE
     redis_url: str = DEFAULT_REDIS_URL
+    amqp_url: str = DEFAULT_AMQP_URL
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     queue_size: int = DEFAULT_QUEUE_SIZE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -80,6 +88,7 @@ class Settings:
     sync_workers: int | None = None
     source: str = DEFAULT_SOURCE
     redis: RedisOptions = field(default_factory=RedisOptions)
+    rabbitmq: RabbitMQOptions = field(default_factory=RabbitMQOptions)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -98,6 +107,7 @@ class Settings:
                 raise ConfigurationError(
                     "a Redis Cluster is reached over TCP: use redis:// or rediss://"
                 )
+        parse_amqp_url(self.amqp_url)
         for name in ("max_event_size", "queue_size", "max_dead_letters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -152,6 +162,8 @@ class Settings:
             values["mode"] = mode.strip().lower()
         if url := env.get("HOOKBUS_REDIS_URL"):
             values["redis_url"] = url
+        if url := env.get("HOOKBUS_AMQP_URL"):
+            values["amqp_url"] = url
         if source := env.get("HOOKBUS_SOURCE"):
             values["source"] = source
         for name, var, kind in (
@@ -173,6 +185,8 @@ class Settings:
             values["retry"] = RetryPolicy(**retry)
         if "redis" not in overrides:
             values["redis"] = RedisOptions.from_env(env)
+        if "rabbitmq" not in overrides:
+            values["rabbitmq"] = RabbitMQOptions.from_env(env)
         values.update(overrides)
         return cls(**values)
 
@@ -182,6 +196,7 @@ _VARIABLES = {
     "EVENT_BUS_MODE": "mode",
     "HOOKBUS_MODE": "mode",
     "HOOKBUS_REDIS_URL": "redis_url",
+    "HOOKBUS_AMQP_URL": "amqp_url",
     "HOOKBUS_SOURCE": "source",
     "HOOKBUS_MAX_EVENT_SIZE": "max_event_size",
     "HOOKBUS_QUEUE_SIZE": "queue_size",

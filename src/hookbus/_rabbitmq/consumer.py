@@ -1,0 +1,216 @@
+"""One durable subscription's consumer in one process (rabbitmq mode).
+
+The subscription's quorum queue is consumed on a channel of its own with
+``prefetch`` unacknowledged messages; messages are handled one at a time,
+in the order they arrived, and acknowledged once the handler returned. A
+failed delivery is published (confirmed) to the subscriber's retry queue for
+its backoff delay — a queue per delay, whose messages expire back into the
+subscriber's queue — and only then acknowledged; so a crash in between
+delivers it again rather than losing it. The attempt number travels in the
+``x-hookbus-attempt`` header; deliveries that crashed their consumer are
+counted by the queue itself (``x-delivery-count``, redeliveries only), and
+both add up. After ``max_attempts``, the event becomes a dead letter
+(confirmed), then is acknowledged. A message that is not a valid envelope of
+the subscribed type is a dead letter at once, with its bytes.
+
+When the process stops, the channel closes: what it held unacknowledged
+goes back to the queue for the other consumers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+
+from .._context import _worker
+from .._delivery import Action, Deliverer
+from .._envelope import Envelope, decode_envelope
+from .._exceptions import InvalidEnvelopeError
+from .._subscription import SubscriberStats, Subscription
+from .dead_letters import DeadLetterLog
+from .publisher import Publisher
+from .shared import RabbitShared
+from .topology import Topology
+
+__all__ = ["ATTEMPT_HEADER", "QueueConsumer"]
+
+logger = logging.getLogger("hookbus")
+
+ATTEMPT_HEADER = "x-hookbus-attempt"
+
+
+class QueueConsumer(Deliverer):
+    """Delivers one subscription's queue to its handler, in this process."""
+
+    def __init__(
+        self,
+        shared: RabbitShared,
+        sub: Subscription,
+        topology: Topology,
+        publisher: Publisher,
+        dead_letters: DeadLetterLog,
+    ) -> None:
+        super().__init__(sub, shared.executor)
+        self.shared = shared
+        self.queue_name = shared.names.queue(sub.event_name, sub.id)
+        self._topology = topology
+        self._publisher = publisher
+        self._dead_letters = dead_letters
+        self._channel: Any = None
+        self._inbox: deque[Any] = deque()
+        self._wakeup: asyncio.Event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+        self._max_size = shared.settings.max_event_size
+        #: Retry queues this process declared for the subscription.
+        self.retry_queues: set[str] = set()
+
+    @property
+    def pending(self) -> int:
+        """Messages received here and not finished."""
+        return len(self._inbox) + (0 if self.current is None else 1)
+
+    async def declare(self) -> None:
+        """Declare the subscription's queue, and its type's history stream."""
+        await self._topology.subscriber_queue(self.sub.event_name, self.sub.id)
+        await self._topology.history(self.sub.event_name)
+
+    async def start(self) -> None:
+        """Begin consuming (on a channel of its own)."""
+        connection = self.shared.live_connection()
+        self._channel = await connection.channel(publisher_confirms=False)
+        await self._channel.set_qos(prefetch_count=self.shared.options.prefetch)
+        queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        await queue.consume(self._received, no_ack=False)
+        self.stopping = False
+        self.task = asyncio.get_running_loop().create_task(
+            self.run(), name=f"hookbus:{self.sub.id}:{self.sub.event_name}"
+        )
+
+    async def _received(self, message: Any) -> None:
+        self._inbox.append(message)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        _worker.set(self)
+        inbox = self._inbox
+        while not self.stopping:
+            if not inbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            message = inbox.popleft()
+            try:
+                await self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Unacknowledged, it comes back (counted as a redelivery) when the
+                # channel closes; never lost.
+                logger.exception(
+                    "subscriber %s: unexpected error handling a message; it will come back",
+                    self.sub.id,
+                )
+                await self._nack(message)
+            finally:
+                self.current = None
+
+    async def handle(self, message: Any) -> None:
+        """Handle one message: ack, retry later, or dead-letter it."""
+        headers = message.headers or {}
+        attempt = _int(headers.get(ATTEMPT_HEADER), 1) + _int(headers.get("x-delivery-count"), 0)
+        body: bytes = message.body
+        try:
+            if len(body) > self._max_size:
+                raise InvalidEnvelopeError(f"message of {len(body)} bytes, above max_event_size")
+            envelope = decode_envelope(body, self.shared.types, self.sub.event_type)
+        except InvalidEnvelopeError as exc:
+            self.gave_up()
+            await self._dead_letter(message, None, attempt, exc)
+            return
+        crashed = self.crashed_too_often(attempt)
+        if crashed is not None:
+            self.gave_up()
+            await self._dead_letter(message, envelope, attempt - 1, crashed)
+            return
+        error = await self.deliver(envelope, attempt)
+        self.current = None
+        if error is None:
+            await message.ack()
+            return
+        step = self.failure(envelope, attempt, error)
+        if step.action is Action.RETRY:
+            await self._retry_later(message, attempt + 1, step.delay)
+        else:
+            await self._dead_letter(message, envelope, attempt, error)
+
+    async def _retry_later(self, message: Any, attempt: int, delay: float) -> None:
+        queue = await self._topology.retry_queue(self.sub.event_name, self.sub.id, delay)
+        self.retry_queues.add(queue)
+        headers = {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"}
+        headers[ATTEMPT_HEADER] = attempt
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            content_type=message.content_type,
+        )
+        await self._publisher.send(queue, copy)
+        await message.ack()
+
+    async def _dead_letter(
+        self, message: Any, envelope: Envelope | None, attempts: int, exc: BaseException
+    ) -> None:
+        await self._dead_letters.add(
+            subscriber=self.sub.id,
+            event_type=self.sub.event_name,
+            payload=message.body,
+            envelope=envelope,
+            attempts=attempts,
+            error=exc,
+            failed_at=datetime.now(UTC),
+            source=self.queue_name,
+            position=message.message_id or "",
+        )
+        await message.ack()
+
+    async def _nack(self, message: Any) -> None:
+        with contextlib.suppress(Exception):
+            await message.nack(requeue=True)
+
+    async def stop(self, timeout: float) -> None:
+        """Let the current handler finish within ``timeout``, then cancel; close the
+        channel, which gives back what this process held."""
+        self.stopping = True
+        self._wakeup.set()
+        task, self.task = self.task, None
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._inbox.clear()
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    def stats(self) -> SubscriberStats:
+        """The subscription's counters in this process."""
+        return self.snapshot(self.pending)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
