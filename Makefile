@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-console test lint typecheck bench bench-redis bench-feed clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-feed clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: $(STAMP)
 
 bench-redis: $(STAMP)
 	$(BIN)/python -m benchmarks.redis
+
+bench-cluster: $(STAMP)
+	$(BIN)/python -m benchmarks.cluster
 
 bench-feed: $(STAMP)
 	$(BIN)/python -m benchmarks.feed
