@@ -10,6 +10,13 @@ reason, unless ``HOOKBUS_SKIP_REDIS=1``, which turns that failure into a skip.
 Redis Cluster: the tests that need one carry ``@pytest.mark.cluster`` too, and use
 ``redis_cluster`` (three masters and three replicas shared by the whole session, on the first
 binary found) or, to kill nodes, ``fresh_redis_cluster`` (a cluster of their own).
+
+RabbitMQ: the tests that need a broker carry ``@pytest.mark.rabbitmq`` and use
+``rabbitmq_server`` (one node shared by the session) or ``rabbitmq_cluster`` (three nodes shared
+by the session, started only when a test asks for it), from
+:mod:`hookbus.testing.rabbitmq_server` (Debian's ``rabbitmq-server`` package, or the script
+named in ``HOOKBUS_TEST_RABBITMQ``). When RabbitMQ is not installed those tests fail with the
+reason, unless ``HOOKBUS_SKIP_RABBITMQ=1``, which turns that failure into a skip.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from hookbus.testing.rabbitmq_server import RabbitMQCluster, RabbitMQServer, find_rabbitmq
 from hookbus.testing.redis_cluster import RedisCluster
 from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
 
@@ -31,6 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "cluster: needs a real local Redis Cluster (see the redis_cluster fixture)"
+    )
+    config.addinivalue_line(
+        "markers", "rabbitmq: needs a real RabbitMQ broker (see the rabbitmq_server fixture)"
     )
 
 
@@ -84,6 +95,33 @@ def redis_cluster(redis_cluster_binary: str) -> Iterator[RedisCluster]:
 def fresh_redis_cluster(redis_cluster_binary: str) -> Iterator[RedisCluster]:
     """A Redis Cluster (3 masters, 3 replicas) of the test's own, closed after it."""
     with RedisCluster(redis_cluster_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server_script() -> str:
+    """The ``rabbitmq-server`` script the RabbitMQ fixtures start nodes with."""
+    try:
+        return find_rabbitmq()
+    except RuntimeError as exc:
+        if os.environ.get("HOOKBUS_SKIP_RABBITMQ") == "1":
+            pytest.skip(f"HOOKBUS_SKIP_RABBITMQ=1 and no RabbitMQ: {exc}")
+        pytest.fail(f"no RabbitMQ for the tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(rabbitmq_server_script: str) -> Iterator[RabbitMQServer]:
+    """One RabbitMQ node shared by the whole session (closed at its end): give queues unique
+    names. Its ``url`` logs in as the tests' user on the tests' vhost."""
+    with RabbitMQServer(rabbitmq_server_script) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_cluster(rabbitmq_server_script: str) -> Iterator[RabbitMQCluster]:
+    """A 3-node RabbitMQ cluster shared by the whole session (started on first use): a test
+    that kills a node restarts it before it ends; give queues unique names."""
+    with RabbitMQCluster(rabbitmq_server_script) as cluster:
         yield cluster
 
 
