@@ -200,29 +200,35 @@ class RabbitMQBackend(Backend):
             async with asyncio.timeout(timeout):
                 await self.live.round_trip()
                 await self.local.drain(None)
-                delay = 0.005
-                while not await self._settled():
-                    await asyncio.sleep(delay)
-                    delay = min(0.1, delay * 1.5)
+                delay = 0.002
+                while not await self._settle_queues():
+                    if any(c.awaiting_retries() for c in self._consumers.values()):
+                        await asyncio.sleep(delay)  # a retry is on its way back
+                        delay = min(0.05, delay * 2)
         except TimeoutError:
             raise DrainTimeoutError(
                 f"drain timed out after {timeout}s: some subscriber has not caught up"
             ) from None
 
+    async def _settle_queues(self) -> bool:
+        """One pass: a marker through each retry queue holding messages, then through
+        each subscriber's queue (so what was queued before has been handled here).
+        True when nothing was delivered or retried meanwhile."""
+        consumers = [c for c in self._consumers.values() if c.task is not None]
+        before = [(c.handled, c.failed, c.retries_sent) for c in consumers]
+        channel = await self.topology._chan()
+        for consumer in consumers:
+            for name in sorted(consumer.retry_queues):
+                queue = await channel.declare_queue(name, passive=True)
+                if queue.declaration_result.message_count:
+                    await consumer.sync_through(name)
+            await consumer.sync_through(consumer.queue_name)
+        after = [(c.handled, c.failed, c.retries_sent) for c in consumers]
+        return before == after and not any(c.awaiting_retries() for c in consumers)
+
     async def _settle_listeners(self) -> None:
         if self._running:
             await self.live.round_trip()
-
-    async def _settled(self) -> bool:
-        channel = await self.topology._chan()
-        for consumer in self._consumers.values():
-            if consumer.pending:
-                return False
-            for name in (consumer.queue_name, *sorted(consumer.retry_queues)):
-                queue = await channel.declare_queue(name, passive=True)
-                if queue.declaration_result.message_count:
-                    return False
-        return True
 
     # -- dead letters and replay ---------------------------------------------------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -34,15 +35,19 @@ from .._envelope import Envelope, decode_envelope
 from .._exceptions import InvalidEnvelopeError
 from .._subscription import SubscriberStats, Subscription
 from .dead_letters import DeadLetterLog
+from .names import retry_bucket_ms
 from .publisher import Publisher
 from .shared import RabbitShared
 from .topology import Topology
 
-__all__ = ["ATTEMPT_HEADER", "QueueConsumer"]
+__all__ = ["ATTEMPT_HEADER", "SYNC_HEADER", "QueueConsumer"]
 
 logger = logging.getLogger("hookbus")
 
 ATTEMPT_HEADER = "x-hookbus-attempt"
+SYNC_HEADER = "x-hookbus-sync"
+_SYNC_RESEND = 1.0
+_RETRY_GRACE = 5.0  # seconds a retry may take, past its delay, to come back
 
 
 class QueueConsumer(Deliverer):
@@ -70,6 +75,11 @@ class QueueConsumer(Deliverer):
         self._max_size = shared.settings.max_event_size
         #: Retry queues this process declared for the subscription.
         self.retry_queues: set[str] = set()
+        #: Messages sent to a retry queue, ever (a drain compares them).
+        self.retries_sent = 0
+        #: Retries sent and not seen back here: (message id, attempt) -> when due.
+        self.outstanding: dict[tuple[str, int], float] = {}
+        self._syncing: dict[str, asyncio.Future[None]] = {}
 
     @property
     def pending(self) -> int:
@@ -124,7 +134,18 @@ class QueueConsumer(Deliverer):
     async def handle(self, message: Any) -> None:
         """Handle one message: ack, retry later, or dead-letter it."""
         headers = message.headers or {}
+        token = headers.get(SYNC_HEADER)
+        if token is not None:  # a drain's marker: everything before it was delivered
+            await message.ack()
+            future = self._syncing.get(str(token))
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
         attempt = _int(headers.get(ATTEMPT_HEADER), 1) + _int(headers.get("x-delivery-count"), 0)
+        if self.outstanding:
+            self.outstanding.pop(
+                (message.message_id or "", _int(headers.get(ATTEMPT_HEADER), 1)), None
+            )
         body: bytes = message.body
         try:
             if len(body) > self._max_size:
@@ -164,6 +185,9 @@ class QueueConsumer(Deliverer):
             content_type=message.content_type,
         )
         await self._publisher.send(queue, copy)
+        self.retries_sent += 1
+        due = asyncio.get_running_loop().time() + retry_bucket_ms(delay) / 1000
+        self.outstanding[(message.message_id or "", attempt)] = due
         await message.ack()
 
     async def _dead_letter(
@@ -181,6 +205,35 @@ class QueueConsumer(Deliverer):
             position=message.message_id or "",
         )
         await message.ack()
+
+    def awaiting_retries(self) -> bool:
+        """Whether retries sent by this process may still come back to it: some not
+        seen back yet, and not overdue by more than a few seconds (overdue ones
+        went to another process of the subscriber, or were dead-lettered there)."""
+        late = asyncio.get_running_loop().time() - _RETRY_GRACE
+        for key, due in list(self.outstanding.items()):
+            if due < late:
+                del self.outstanding[key]
+        return bool(self.outstanding)
+
+    async def sync_through(self, queue: str) -> None:
+        """Return once a marker sent now into ``queue`` reached this consumer: what
+        was in the queue before it has been delivered (and, to this process,
+        handled). Sent again every second, should another process take it."""
+        token = secrets.token_hex(8)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._syncing[token] = future
+        marker = aio_pika.Message(
+            b"", headers={SYNC_HEADER: token}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        )
+        try:
+            while True:
+                await self._publisher.send(queue, marker)
+                done, _ = await asyncio.wait({future}, timeout=_SYNC_RESEND)
+                if done:
+                    return
+        finally:
+            self._syncing.pop(token, None)
 
     async def _nack(self, message: Any) -> None:
         with contextlib.suppress(Exception):

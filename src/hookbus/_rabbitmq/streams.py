@@ -36,19 +36,23 @@ async def read_stream(
     token = secrets.token_hex(8)
     await publisher.send(stream, aio_pika.Message(b"", headers={MARKER_HEADER: token}))
     channel = await shared.live_connection().channel(publisher_confirms=False)
+    arrived: asyncio.Queue[Any] = asyncio.Queue()
     try:
         await channel.set_qos(prefetch_count=500)
         queue = await channel.get_queue(stream, ensure=False)
-        async with queue.iterator(arguments={"x-stream-offset": offset}) as messages:
-            async with asyncio.timeout(_READ_TIMEOUT):
-                async for message in messages:
-                    await message.ack()
-                    marker = (message.headers or {}).get(MARKER_HEADER)
-                    if marker is not None:
-                        if marker == token:
-                            return
-                        continue
-                    yield message
+        # A consumer callback, not aio-pika's queue iterator: leaving the iterator
+        # rejects what it buffered, which a stream answers by closing the connection.
+        await queue.consume(arrived.put, arguments={"x-stream-offset": offset})
+        async with asyncio.timeout(_READ_TIMEOUT):
+            while True:
+                message = await arrived.get()
+                await message.ack()
+                marker = (message.headers or {}).get(MARKER_HEADER)
+                if marker is not None:
+                    if marker == token:
+                        return
+                    continue
+                yield message
     finally:
         if not channel.is_closed:
-            await channel.close()
+            await channel.close()  # what it still held is released, not rejected
