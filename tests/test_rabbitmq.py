@@ -113,7 +113,7 @@ async def test_bad_messages_are_dead_lettered_once_per_subscriber_and_nothing_st
         assert {type(e) for e in recorder.events} == {PoisonSale}
     for subscriber in ("books", "stock"):
         mine = [letter for letter in letters if letter.subscriber == subscriber]
-        assert Counter(letter.position for letter in mine) == Counter(positions), subscriber
+        assert Counter(letter.position for letter in mine) == Counter(list(positions)), subscriber
         for letter in mine:
             label = positions[letter.position or ""]
             assert letter.error_type == "hookbus.InvalidEnvelopeError", label

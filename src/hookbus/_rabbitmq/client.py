@@ -32,6 +32,8 @@ def is_refused(exc: BaseException) -> bool:
     if isinstance(exc, _REFUSALS):
         return True
     text = str(exc)
+    if isinstance(exc, amqp_errors.InvalidFrameError) and "Connection.Close" in text:
+        return True  # the broker closed the connection while opening it: e.g. no such vhost
     return "ACCESS_REFUSED" in text or "NOT_ALLOWED" in text or "CERTIFICATE_VERIFY" in text
 
 

@@ -65,6 +65,8 @@ class History:
     async def replay(self, event_type: str, queue: str, since: str | datetime) -> int:
         """Publish ``event_type``'s events from ``since`` on to ``queue``; how many."""
         if isinstance(since, datetime):
+            # Event times count milliseconds: an event of since's millisecond is kept.
+            since = since.replace(microsecond=since.microsecond // 1000 * 1000)
             start, wanted = since, None
         else:
             emitted = id_time(since)
