@@ -64,12 +64,13 @@ class LiveQueue:
         #: Messages that could not be read (not an envelope).
         self.rejected = 0
 
-    def wanted(self) -> set[str]:
-        """Event types whose exchange this process's queue must be bound to."""
+    def wanted(self) -> set[str] | None:
+        """Event types this process's queue must receive; ``None`` for every type."""
         shared = self._shared
-        wanted = set(self._ephemeral_types())
         listened = shared.hub.wanted_types()
-        return wanted | (shared.known_types() if listened is None else listened)
+        if listened is None:
+            return None
+        return set(self._ephemeral_types()) | listened
 
     def mark_dirty(self) -> None:
         """The types this process needs changed (a listener, a subscription): the
@@ -109,17 +110,22 @@ class LiveQueue:
                 future.cancel()
 
     async def sync_bindings(self) -> None:
-        """Bind the queue to every type wanted now; unbind the others."""
+        """Bind the queue to the exchanges of every type wanted now (or to the exchange
+        of every type); unbind the others."""
         if self._queue is None:
             return
         async with self._lock:
             self._dirty = False
             wanted = self.wanted()
-            for event_type in sorted(wanted - self._bound):
-                await self._queue.bind(await self._topology.exchange(event_type))
-            for event_type in sorted(self._bound - wanted):
-                await self._queue.unbind(self._shared.names.exchange(event_type))
-            self._bound = wanted
+            if wanted is None:
+                exchanges = {await self._topology.all_events()}
+            else:
+                exchanges = {await self._topology.exchange(t) for t in sorted(wanted)}
+            for name in sorted(exchanges - self._bound):
+                await self._queue.bind(name)
+            for name in sorted(self._bound - exchanges):
+                await self._queue.unbind(name)
+            self._bound = exchanges
 
     async def round_trip(self) -> None:
         """Return once a message sent now to this queue came back: the bindings are

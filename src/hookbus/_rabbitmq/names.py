@@ -4,6 +4,8 @@ All names live under one prefix (option ``prefix``, default ``hookbus``):
 
 ==============================================  ==============================================
 ``<p>.events.<type>``                           fanout exchange, durable: every event of a type
+``<p>.events``                                  fanout exchange, durable: every event of every
+                                                type (each type's exchange is bound to it)
 ``<p>.q.<type>.<subscriber>``                   quorum queue: one subscriber's durable events
 ``<p>.retry.<type>.<subscriber>.<ms>``          quorum queue: that subscriber's events waiting
                                                 ``<ms>`` milliseconds for a retry (message TTL),
@@ -47,6 +49,10 @@ class Names:
     def exchange(self, event_type: str) -> str:
         """The fanout exchange every event of ``event_type`` is published to."""
         return f"{self.prefix}.events.{event_type}"
+
+    def all_events(self) -> str:
+        """The exchange every type's exchange forwards to (listeners of every type)."""
+        return f"{self.prefix}.events"
 
     def queue(self, event_type: str, subscriber: str) -> str:
         """One subscriber's quorum queue."""

@@ -52,6 +52,21 @@ class Topology:
         """Declare the fanout exchange of ``event_type`` (durable); return its name."""
         name = self._names.exchange(event_type)
         if name not in self._done:
+            every = await self.all_events()
+            async with self._lock:
+                channel = await self._chan()
+                exchange = await channel.declare_exchange(
+                    name, aio_pika.ExchangeType.FANOUT, durable=True
+                )
+                destination = await channel.get_exchange(every, ensure=False)
+                await destination.bind(exchange)
+                self._done.add(name)
+        return name
+
+    async def all_events(self) -> str:
+        """Declare the exchange every type's exchange forwards to; return its name."""
+        name = self._names.all_events()
+        if name not in self._done:
             async with self._lock:
                 channel = await self._chan()
                 await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
