@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from demo_server import demo_server
+from hookbus.testing.rabbitmq_server import RabbitMQServer
 from hookbus.testing.redis_server import RedisServer
 from redis_helpers import clean_env, wait_until
 from web_server import SSEReader
@@ -86,6 +88,23 @@ async def test_two_workers_share_one_bus(
         HOOKBUS_REDIS_PREFIX=redis_prefix,
         SHOP_IMPORT_PACE="0.005",
     )
+    await _two_workers_share_one_bus(env, tmp_path)
+
+
+@pytest.mark.rabbitmq
+async def test_two_workers_share_one_bus_on_rabbitmq(
+    rabbitmq_server: RabbitMQServer, tmp_path: Path
+) -> None:
+    env = clean_env(
+        EVENT_BUS_MODE="rabbitmq",
+        HOOKBUS_AMQP_URL=rabbitmq_server.url,
+        HOOKBUS_AMQP_PREFIX="demo" + uuid.uuid4().hex[:8],
+        SHOP_IMPORT_PACE="0.005",
+    )
+    await _two_workers_share_one_bus(env, tmp_path)
+
+
+async def _two_workers_share_one_bus(env: dict[str, str], tmp_path: Path) -> None:
     with demo_server(env, tmp_path, workers=2) as server:
         processes: set[str] = set()
 

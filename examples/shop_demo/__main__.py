@@ -2,7 +2,8 @@
 
 Serves on http://127.0.0.1:8000/ (the next free port if 8000 is taken) and
 prints the addresses. Local mode by default; with ``EVENT_BUS_MODE=redis``
-(and ``HOOKBUS_REDIS_URL``) it can run several web processes: ``--workers 2``.
+(and ``HOOKBUS_REDIS_URL``) or ``EVENT_BUS_MODE=rabbitmq`` (and
+``HOOKBUS_AMQP_URL``) it can run several web processes: ``--workers 2``.
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.shop_demo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="first port to try")
-    parser.add_argument("--workers", type=int, default=1, help="web processes (redis mode)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="web processes (redis or rabbitmq mode)"
+    )
     parser.add_argument("--data-dir", help="where the SQLite file goes (default: a new temp dir)")
     args = parser.parse_args(argv)
 
     mode = Settings.from_env().mode
-    if args.workers > 1 and mode != "redis":
+    if args.workers > 1 and mode == "local":
         parser.error(
-            "several workers need EVENT_BUS_MODE=redis: in local mode each process has "
+            "several workers need EVENT_BUS_MODE=redis or rabbitmq: in local mode each process has "
             "its own bus, and a dashboard would see only its own worker's events"
         )
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="hookbus-shop-")

@@ -4,7 +4,7 @@
     Import the bus and run its subscribers until SIGTERM or SIGINT, then
     stop gracefully (stop reading, let in-flight handlers finish within the
     stop timeout, acknowledge) and exit 0. Several workers, and the web
-    processes, share the work in redis mode.
+    processes, share the work in redis and rabbitmq modes.
 
 ``hookbus dead-letters myapp.events:bus [--subscriber S] [--retry ID ...] [--discard ID ...]``
     List dead letters, or re-queue / delete some.
@@ -85,10 +85,13 @@ async def dead_letters(bus: EventBus, args: argparse.Namespace) -> None:
     """The ``dead-letters`` sub-command.
 
     It runs no handler: it works on a bus with the same settings and no
-    subscriptions (in redis mode the dead letters are in Redis; in local mode
+    subscriptions (in redis and rabbitmq modes the dead letters are in the broker; in local mode
     they live in the memory of the running process, so there are none here).
     """
-    settings = bus.settings.with_options(redis=replace(bus.settings.redis, consume=False))
+    settings = bus.settings.with_options(
+        redis=replace(bus.settings.redis, consume=False),
+        rabbitmq=replace(bus.settings.rabbitmq, consume=False),
+    )
     async with EventBus(settings=settings) as admin:
         await _dead_letter_actions(admin, args)
     if bus.mode == "local":
