@@ -236,7 +236,7 @@ class RabbitMQBackend(Backend):
         return await self.dead_letter_log.list_letters(subscriber, limit)
 
     async def retry_dead_letter(self, dead_letter_id: str) -> None:
-        await self.dead_letter_log.requeue(dead_letter_id, set(self._consumers))
+        await self.dead_letter_log.requeue(dead_letter_id)
 
     async def discard_dead_letter(self, dead_letter_id: str) -> None:
         await self.dead_letter_log.discard(dead_letter_id)

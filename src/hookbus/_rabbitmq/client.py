@@ -17,6 +17,8 @@ from .._settings import Settings
 
 __all__ = ["amqp_errors", "connect", "is_refused", "is_transient", "refused_error"]
 
+RECONNECT_INTERVAL = 1.0  # seconds between attempts to reconnect a lost connection
+
 _REFUSALS: tuple[type[BaseException], ...] = (
     amqp_errors.ProbableAuthenticationError,
     amqp_errors.AuthenticationError,
@@ -73,5 +75,8 @@ async def connect(settings: Settings, name: str) -> Any:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "connection_timeout"]
     address = urlunsplit(parts._replace(query=urlencode(query)))
     return await aio_pika.connect_robust(
-        address, timeout=timeout, client_properties={"connection_name": name}
+        address,
+        timeout=timeout,
+        client_properties={"connection_name": name},
+        reconnect_interval=RECONNECT_INTERVAL,
     )

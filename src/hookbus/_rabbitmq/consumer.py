@@ -96,7 +96,11 @@ class QueueConsumer(Deliverer):
         connection = self.shared.live_connection()
         self._channel = await connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self.shared.options.prefetch)
-        queue = await self._channel.get_queue(self.queue_name, ensure=False)
+        # Declared (the same arguments as the topology's), not merely looked up: the
+        # robust channel then declares it and consumes again after a reconnect.
+        queue = await self._channel.declare_queue(
+            self.queue_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
         await queue.consume(self._received, no_ack=False)
         self.stopping = False
         self.task = asyncio.get_running_loop().create_task(

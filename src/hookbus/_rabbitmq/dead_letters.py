@@ -111,15 +111,15 @@ class DeadLetterLog:
                 return letter
         raise DeadLetterNotFoundError(f"no dead letter with id {letter_id!r}")
 
-    async def requeue(self, letter_id: str, subscribed: set[tuple[str, str]]) -> None:
+    async def requeue(self, letter_id: str) -> None:
         """Send a dead letter's event back to its subscriber only, with fresh attempts."""
         letter = await self._find(letter_id)
-        if (letter.subscriber, letter.event_type) not in subscribed:
-            raise ConfigurationError(
-                f"subscriber {letter.subscriber!r} is not subscribed to {letter.event_type!r} "
-                "on this bus; subscribe it before retrying its dead letters"
-            )
         queue = self._shared.names.queue(letter.event_type, letter.subscriber)
+        if not await self._topology.exists(queue):
+            raise ConfigurationError(
+                f"subscriber {letter.subscriber!r} of {letter.event_type!r} has no queue "
+                f"({queue}): no process declared it, or it was deleted"
+            )
         message = aio_pika.Message(
             letter.payload or b"", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
         )

@@ -135,6 +135,19 @@ class Topology:
                 self._done.add(name)
         return name
 
+    async def exists(self, queue: str) -> bool:
+        """Whether ``queue`` exists (checked on a channel of its own: the broker closes
+        the channel that asks about a missing queue)."""
+        channel = await self._shared.live_connection().channel(publisher_confirms=False)
+        try:
+            await channel.declare_queue(queue, passive=True)
+        except amqp_errors.ChannelNotFoundEntity:
+            return False
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return True
+
     def _history_arguments(self) -> dict[str, Any]:
         options = self._shared.options
         arguments: dict[str, Any] = {"x-queue-type": "stream"}
