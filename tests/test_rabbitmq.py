@@ -12,7 +12,14 @@ import aio_pika
 import pytest
 
 from bad_entries import fixed_corpus, generated_corpus
-from hookbus import BusUnavailableError, ConfigurationError, Envelope, Event, EventBus
+from hookbus import (
+    BusUnavailableError,
+    ConfigurationError,
+    Envelope,
+    Event,
+    EventBus,
+    UnsupportedError,
+)
 from hookbus._ids import new_event_id
 from hookbus.testing import Recorder, test_settings
 from hookbus.testing.rabbitmq_server import RabbitMQServer
@@ -200,3 +207,18 @@ async def test_confirmed_events_survive_a_broker_restart() -> None:
             await books.wait_for(100, timeout=30)
             await consumer.drain(timeout=30)
     assert Counter(books.ids) == Counter(before + after)
+
+
+async def test_without_history_replay_is_unsupported_and_capabilities_say_so(
+    rabbitmq_server: RabbitMQServer,
+) -> None:
+    bus = rabbitmq_bus(rabbitmq_server.url, new_prefix(), history=False)
+    assert not bus.capabilities.replay
+    assert rabbitmq_bus(rabbitmq_server.url, new_prefix()).capabilities.replay
+    books = Recorder[Parcel]()
+    bus.subscribe(Parcel, books, name="books")
+    async with bus:
+        event_id = await bus.emit(Parcel(n=1))
+        await books.wait_for(1)
+        with pytest.raises(UnsupportedError, match="history"):
+            await bus.replay("books", since=event_id)

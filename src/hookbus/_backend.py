@@ -42,7 +42,8 @@ __all__ = ["Backend"]
 class Backend(ABC):
     """Base class of backends (one per mode)."""
 
-    capabilities: ClassVar[Capabilities]
+    #: What the backend promises; a backend may narrow it per instance (by its options).
+    capabilities: Capabilities
     #: True when the backend encodes every envelope anyway (to send it): the size
     #: check then measures that encoding (cached) instead of bounding the event.
     encodes_envelopes: ClassVar[bool] = False

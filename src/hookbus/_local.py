@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import ClassVar
 
 from ._backend import Backend
 from ._capabilities import Capabilities
@@ -197,7 +196,7 @@ def _release(waiters: list[asyncio.Future[None]]) -> None:
 class LocalBackend(Backend):
     """In-process delivery: asynchronous, isolated, ordered per subscriber, retried."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         durable=False,
         ordered=True,
         survives_restart=False,

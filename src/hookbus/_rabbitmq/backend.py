@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -54,7 +55,7 @@ logger = logging.getLogger("hookbus")
 class RabbitMQBackend(Backend):
     """RabbitMQ quorum queues for durable events, transient messages for live ones."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         durable=True,
         ordered=False,  # several consumers share a queue; retries reorder
         survives_restart=True,
@@ -66,6 +67,8 @@ class RabbitMQBackend(Backend):
 
     def __init__(self, settings: Settings, executor: Callable[[], Executor]) -> None:
         super().__init__(settings, executor)
+        if not settings.rabbitmq.history:  # no history streams: nothing to replay from
+            self.capabilities = replace(type(self).capabilities, replay=False)
         self.shared = shared = RabbitShared(
             settings=settings,
             names=Names(settings.rabbitmq.prefix),

@@ -62,7 +62,7 @@ __all__ = ["RedisBackend"]
 class RedisBackend(Backend):
     """Redis Streams for durable events, Redis Pub/Sub for live ones."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         durable=True,
         ordered=False,  # several consumers share a group; retries and reclaims reorder
         survives_restart=True,
