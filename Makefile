@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-feed clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-scale bench-feed clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-redis: $(STAMP)
 
 bench-cluster: $(STAMP)
 	$(BIN)/python -m benchmarks.cluster
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale
 
 bench-feed: $(STAMP)
 	$(BIN)/python -m benchmarks.feed

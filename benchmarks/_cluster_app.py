@@ -15,18 +15,28 @@ connecting and consuming, not the start-up of Python.
 Every handler spins on the CPU for ``BENCH_SPIN_US`` microseconds (default 50): a stand-in
 for a handler's own work, without which one worker would be bound by Redis round trips only
 and more workers would show nothing but contention.
+
+With ``BENCH_COUNT_URL`` (a Redis URL) and ``BENCH_COUNT_KEY`` set, the worker also counts
+its handlings and adds them to that key (``INCRBY``) from a thread every 5 ms: how
+``benchmarks.scale`` knows that RabbitMQ workers have handled everything (a queue's message
+count leaves out the messages delivered and not yet acknowledged).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from decimal import Decimal
+
+import redis
 
 from hookbus import Event, EventBus
 
 __all__ = [
+    "COUNT_KEY_ENV",
+    "COUNT_URL_ENV",
     "READY",
     "SALE_TYPES",
     "SCALE_SUBSCRIBER",
@@ -42,6 +52,9 @@ __all__ = [
 READY = "bench worker ready"
 SCALE_SUBSCRIBER = "bench-scale"
 SPIN_ENV = "BENCH_SPIN_US"
+COUNT_URL_ENV = "BENCH_COUNT_URL"
+COUNT_KEY_ENV = "BENCH_COUNT_KEY"
+COUNT_INTERVAL = 0.005
 DEFAULT_SPIN_US = 50.0
 
 
@@ -85,13 +98,36 @@ def spin(seconds: float) -> None:
         pass
 
 
+class HandledCounter:
+    """Handlings counted in the worker, added to a Redis key by a daemon thread."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.count = 0  # written by the event loop's thread only
+        self.client = redis.Redis.from_url(url, socket_timeout=10.0)
+        self.key = key
+        threading.Thread(target=self.publish, name="bench-counter", daemon=True).start()
+
+    def publish(self) -> None:
+        sent = 0
+        while True:
+            count = self.count
+            if count != sent:
+                self.client.incrby(self.key, count - sent)
+                sent = count
+            time.sleep(COUNT_INTERVAL)
+
+
 def gated_bus() -> EventBus:
     """The worker's bus (settings from the environment), returned once stdin says go."""
     work = float(os.environ.get(SPIN_ENV, DEFAULT_SPIN_US)) / 1e6
+    count_url, count_key = os.environ.get(COUNT_URL_ENV), os.environ.get(COUNT_KEY_ENV)
+    counter = HandledCounter(count_url, count_key) if count_url and count_key else None
 
     async def handle(event: Event) -> None:
         if work > 0:
             spin(work)
+        if counter is not None:
+            counter.count += 1
 
     bus = EventBus()
     for cls in SALE_TYPES:

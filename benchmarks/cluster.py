@@ -43,46 +43,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
-import logging
 import os
 import platform
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis as redis_py
-import redis.asyncio
-import redis.asyncio.cluster
 from redis.utils import HIREDIS_AVAILABLE
 
-from benchmarks._cluster_app import READY, SALE_TYPES, SCALE_SUBSCRIBER, SPIN_ENV, sale
+from benchmarks import _scale_common as common
+from benchmarks._cluster_app import SALE_TYPES, SCALE_SUBSCRIBER, sale
 from benchmarks._redis_baselines import Client, med
-from benchmarks.redis import Tally, emit_all
-from hookbus import BusUnavailableError, Event, EventBus, Settings, event_name
+from benchmarks._scale_common import (
+    LogTally,
+    admin_client,
+    group_caught_up,
+    hookbus_logs,
+    new_redis_bus,
+    preemit,
+    prefix,
+    rotated,
+    run_workers,
+    wait_for,
+)
+from hookbus import BusUnavailableError, Event, EventBus, event_name
 from hookbus._redis.keys import Keys
-from hookbus._redis_options import RedisOptions
 from hookbus.testing.redis_cluster import RedisCluster
 from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
 
-ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_SUBSCRIBERS = (1, 3)
 WORKER_COUNTS = (1, 2, 4)
-POLL = 0.01
-WORKER_READY_TIMEOUT = 60.0
-WORKER_STOP_TIMEOUT = 15.0
 FAILOVER_STEP_TIMEOUT = 60.0
-WORKER_TARGET = "benchmarks._cluster_app:gated_bus"
 
 SINGLE = "single"
 CLUSTER = "cluster"
@@ -95,92 +89,12 @@ class Probe(Event, name="bench.failover"):
     n: int
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- 1. and 2.
 
 
-def new_bus(url: str, prefix: str, **options: Any) -> EventBus:
+def new_bus(url: str, key_prefix: str, **options: Any) -> EventBus:
     """A redis-mode bus (cluster if the URL says so), nothing read from the environment."""
-    settings = Settings(mode="redis", redis_url=url, redis=RedisOptions(prefix, **options))
-    return EventBus(settings=settings)
-
-
-def admin_client(url: str, cluster: bool) -> Client:
-    """A plain client to look at streams and flush: a cluster client for the cluster."""
-    if cluster:
-        return redis.asyncio.cluster.RedisCluster.from_url(url, socket_timeout=10.0)
-    return redis.asyncio.Redis.from_url(url, socket_timeout=10.0)
-
-
-def _id(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-async def group_caught_up(client: Client, stream: str, group: str) -> bool:
-    """``group`` has been delivered every entry of ``stream`` and acknowledged them all."""
-    info, groups = await asyncio.gather(client.xinfo_stream(stream), client.xinfo_groups(stream))
-    for row in groups:
-        name = row["name"]
-        if (name.decode() if isinstance(name, bytes) else name) == group:
-            return bool(
-                int(row["pending"]) == 0
-                and _id(row["last-delivered-id"]) >= _id(info["last-generated-id"])
-            )
-    raise RuntimeError(f"no consumer group {group!r} on {stream}")
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = POLL
-) -> None:
-    """Poll ``condition`` until true; TimeoutError naming ``what`` after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await condition():
-        if loop.time() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-def rotated(items: Sequence[Any], r: int) -> list[Any]:
-    """Start each round with another contender: no one always runs first."""
-    shift = r % len(items)
-    return list(items[shift:]) + list(items[:shift])
-
-
-def prefix(tag: str, round_no: int) -> str:
-    """A key prefix used by one run only."""
-    return f"bench{round_no}{tag}{uuid.uuid4().hex[:8]}"
-
-
-class LogTally(logging.Handler):
-    """Counts what hookbus logs (by level, and by the start of the message)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.levels: Counter[str] = Counter()
-        self.messages: Counter[str] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.levels[record.levelname] += 1
-        self.messages[" ".join(record.getMessage().split())[:200]] += 1
-
-
-@contextlib.contextmanager
-def hookbus_logs() -> Iterator[LogTally]:
-    """Collect hookbus's warnings and errors instead of printing them among the tables."""
-    logger = logging.getLogger("hookbus")
-    tally = LogTally()
-    logger.addHandler(tally)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        yield tally
-    finally:
-        logger.removeHandler(tally)
-        logger.propagate = propagate
-
-
-# --------------------------------------------------------------------------- 1. throughput
+    return new_redis_bus(url, key_prefix, **options)
 
 
 async def throughput(
@@ -189,127 +103,12 @@ async def throughput(
 ) -> float:  # fmt: skip
     """Events per second, emit -> handler -> ack, every type round-robin."""
     bus = new_bus(url, key_prefix)
-    tallies = [Tally(len(events)) for _ in range(subscribers)]
-    for i, tally in enumerate(tallies):
-        for cls in SALE_TYPES:
-            bus.subscribe(cls, tally.handler, name=f"bench-{i}")
-    await bus.start()
-    try:
-        start = time.perf_counter()
-        try:
-            await asyncio.wait_for(emit_all(bus, events, chunk), timeout)
-            await asyncio.wait_for(asyncio.gather(*(t.done for t in tallies)), timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"throughput: timed out ({timeout}s); subscribers saw "
-                f"{[t.count for t in tallies]} of {len(events)} events"
-            ) from None
-        await bus.drain(timeout)
-        elapsed = time.perf_counter() - start
-        counts = [t.count for t in tallies]
-        assert counts == [len(events)] * subscribers, (counts, len(events))
-        return len(events) / elapsed
-    finally:
-        await bus.stop(5.0)
+    return await common.throughput(bus, subscribers, events=events, chunk=chunk, timeout=timeout)
 
 
-# --------------------------------------------------------------------------- 2. workers
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes Linux SIGKILL the child if this (main) thread dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def setup() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
-
-
-@dataclass
-class WorkerProcess:
-    """One ``hookbus worker`` process, its stderr in a file."""
-
-    process: subprocess.Popen[str]
-    log: IO[bytes]
-
-    def tail(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-2000:]
-
-
-def start_worker(url: str, key_prefix: str, spin_us: float, log: IO[bytes]) -> WorkerProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENT_BUS_", "HOOKBUS_"))}
-    env.update(
-        {
-            "EVENT_BUS_MODE": "redis",
-            "HOOKBUS_REDIS_URL": url,
-            "HOOKBUS_REDIS_PREFIX": key_prefix,
-            "HOOKBUS_STOP_TIMEOUT": "5",
-            SPIN_ENV: str(spin_us),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    command = [sys.executable, "-m", "hookbus", "--log-level", "WARNING", "worker", WORKER_TARGET]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only prctl
-    )
-    return WorkerProcess(process, log)
-
-
-async def wait_ready(worker: WorkerProcess) -> None:
-    stdout = worker.process.stdout
-    assert stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(stdout.readline), WORKER_READY_TIMEOUT)
-    if line.strip() != READY:
-        raise RuntimeError(f"worker did not get ready ({line!r}):\n{worker.tail()}")
-
-
-async def stop_workers(workers: Sequence[WorkerProcess]) -> list[str]:
-    """SIGTERM every worker, wait for them (SIGKILL after a while); what went wrong."""
-    problems = []
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            code = await asyncio.to_thread(worker.process.wait, WORKER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            await asyncio.to_thread(worker.process.wait, 5.0)
-            problems.append(f"worker {worker.process.pid} did not stop on SIGTERM")
-            continue
-        if code != 0:
-            problems.append(f"worker {worker.process.pid} exited {code}:\n{worker.tail()}")
-    return problems
-
-
-async def preemit(url: str, key_prefix: str, events: Sequence[Event], chunk: int) -> None:
-    """Store ``events`` with the workers' consumer groups in place, consuming nothing."""
-    bus = new_bus(url, key_prefix, consume=False)
-
-    async def never_called(event: Event) -> None:
-        raise AssertionError("consume=False: no handler runs here")
-
-    for cls in SALE_TYPES:
-        bus.subscribe(cls, never_called, name=SCALE_SUBSCRIBER)
-    async with bus:
-        await emit_all(bus, events, chunk)
+def worker_config(url: str, key_prefix: str) -> dict[str, str]:
+    """The environment of a redis-mode worker."""
+    return {"EVENT_BUS_MODE": "redis", "HOOKBUS_REDIS_URL": url, "HOOKBUS_REDIS_PREFIX": key_prefix}
 
 
 async def scaling(
@@ -317,7 +116,7 @@ async def scaling(
     events: Sequence[Event], chunk: int, spin_us: float, timeout: float,
 ) -> float:  # fmt: skip
     """Events per second handled by ``workers`` processes, from go to every group caught up."""
-    await preemit(url, key_prefix, events, chunk)
+    await preemit(new_bus(url, key_prefix, consume=False), events, chunk)
     keys = Keys(key_prefix, cluster=cluster)
     streams = [keys.stream(name) for name in STREAM_TYPES]
     stored = sum(await asyncio.gather(*(admin.xlen(s) for s in streams)))
@@ -327,27 +126,10 @@ async def scaling(
         done = await asyncio.gather(*(group_caught_up(admin, s, SCALE_SUBSCRIBER) for s in streams))
         return all(done)
 
-    pool: list[WorkerProcess] = []
-    with contextlib.ExitStack() as files:
-        try:
-            for _ in range(workers):
-                log = files.enter_context(tempfile.TemporaryFile())
-                pool.append(start_worker(url, key_prefix, spin_us, log))
-            await asyncio.gather(*(wait_ready(w) for w in pool))
-            start = time.perf_counter()
-            for worker in pool:
-                assert worker.process.stdin is not None
-                worker.process.stdin.write("go\n")
-                worker.process.stdin.close()
-            try:
-                await wait_for(all_handled, timeout, f"{workers} worker(s) to handle everything")
-            except TimeoutError as exc:
-                raise TimeoutError(f"{exc}\n{pool[0].tail()}") from None
-            elapsed = time.perf_counter() - start
-        finally:
-            problems = await stop_workers(pool)
-        if problems:
-            raise RuntimeError("\n".join(problems))
+    elapsed = await run_workers(
+        workers, worker_config(url, key_prefix), spin_us=spin_us, all_handled=all_handled,
+        timeout=timeout,
+    )  # fmt: skip
     return len(events) / elapsed
 
 
