@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import aio_pika
+from pamqp import commands as spec
 
 from .._backoff import Backoff
 from .._envelope import Envelope
@@ -55,7 +56,8 @@ class Publisher:
         self._shared = shared
         self._topology = topology
         self._channel: Any = None
-        self._exchanges: dict[str, Any] = {}
+        self._ready: dict[str, str] = {}  # event type -> its exchange, declared
+        self._underlays: dict[int, Any] = {}
         self._opening: asyncio.Lock = asyncio.Lock()
         self._closed = False
 
@@ -65,7 +67,6 @@ class Publisher:
                 if self._channel is None or self._channel.is_closed:
                     connection = self._shared.live_connection()
                     self._channel = await connection.channel(publisher_confirms=True)
-                    self._exchanges.clear()
         return self._channel
 
     async def close(self) -> None:
@@ -79,34 +80,62 @@ class Publisher:
         """Publish one event to its type's exchange; return once confirmed."""
         if self._closed:
             raise BusClosedError("the bus is stopped: it accepts no more events")
-        name = await self._topology.exchange(envelope.type)
-        if envelope.durable:
-            await self._topology.history(envelope.type)
-        await self._confirmed(name, "", message_of(envelope))
+        name = self._ready.get(envelope.type)
+        if name is None:
+            name = await self._topology.exchange(envelope.type)
+            if envelope.durable:
+                await self._topology.history(envelope.type)
+            self._ready[envelope.type] = name
+        properties = spec.Basic.Properties(
+            delivery_mode=2 if envelope.durable else 1,
+            message_id=envelope.id,
+            message_type=envelope.type,
+            content_type=CONTENT_TYPE,
+        )
+        # Straight to the channel's AMQP layer: building an aio-pika Message per
+        # event would cost as much as the rest of the publish.
+        await self._confirmed(name, "", envelope.encode(), properties)
+
+    async def _underlay(self) -> Any:
+        channel = await self._chan()
+        underlay = self._underlays.get(id(channel))
+        if underlay is None or underlay.is_closed:
+            underlay = await channel.get_underlay_channel()
+            self._underlays = {id(channel): underlay}
+        return underlay
 
     async def send(self, routing_key: str, message: aio_pika.Message) -> None:
         """Publish ``message`` to one queue (default exchange); return once confirmed."""
-        await self._confirmed("", routing_key, message)
+        properties = spec.Basic.Properties(
+            delivery_mode=int(message.delivery_mode),
+            headers=message.headers or None,
+            message_id=message.message_id,
+            message_type=message.type,
+            content_type=message.content_type,
+        )
+        await self._confirmed("", routing_key, message.body, properties)
 
-    async def _confirmed(self, exchange_name: str, routing_key: str, message: Any) -> None:
+    async def _confirmed(
+        self, exchange: str, routing_key: str, body: bytes, properties: Any
+    ) -> None:
         timeout = self._shared.options.emit_timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         backoff = Backoff()
         while True:
             try:
-                channel = await self._chan()
-                exchange = self._exchanges.get(exchange_name)
-                if exchange is None:
-                    if exchange_name:
-                        exchange = await channel.get_exchange(exchange_name, ensure=False)
-                    else:
-                        exchange = channel.default_exchange
-                    self._exchanges[exchange_name] = exchange
+                underlay = await self._underlay()
                 remaining = max(0.05, deadline - loop.time())
-                await exchange.publish(
-                    message, routing_key=routing_key, mandatory=False, timeout=remaining
+                confirmation = await underlay.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=False,
+                    timeout=remaining,
                 )
+                if isinstance(confirmation, spec.Basic.Nack | spec.Basic.Reject):
+                    raise PublishNacked(f"the broker refused the message ({confirmation.name})")
                 return
             except asyncio.CancelledError:
                 raise
@@ -115,7 +144,7 @@ class Publisher:
                     raise BusUnavailableError(
                         f"RabbitMQ refused the message: {error_text(exc, 300)}"
                     ) from exc
-                if not is_transient(exc) and not _nacked(exc):
+                if not is_transient(exc) and not isinstance(exc, PublishNacked):
                     raise BusUnavailableError(
                         f"RabbitMQ did not accept the message: {error_text(exc, 300)}"
                     ) from exc
@@ -124,14 +153,9 @@ class Publisher:
                         f"RabbitMQ unreachable for {timeout:.1f}s (emit_timeout): "
                         f"{error_text(exc, 300)}"
                     ) from exc
-                self._channel = None if _channel_gone(exc) else self._channel
                 await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - loop.time())))
 
 
-def _nacked(exc: BaseException) -> bool:
-    """A negative confirmation (a queue refused the message, e.g. full): retried."""
-    return type(exc).__name__ in ("DeliveryError", "PublishError")
-
-
-def _channel_gone(exc: BaseException) -> bool:
-    return "closed" in str(exc).lower() or "ChannelInvalidState" in type(exc).__name__
+class PublishNacked(Exception):
+    """The broker answered a publish with a negative confirmation (a queue refused it,
+    e.g. full): tried again until ``emit_timeout``."""
