@@ -222,3 +222,18 @@ async def test_without_history_replay_is_unsupported_and_capabilities_say_so(
         await books.wait_for(1)
         with pytest.raises(UnsupportedError, match="history"):
             await bus.replay("books", since=event_id)
+
+
+async def test_a_user_without_permissions_is_refused_at_start(
+    rabbitmq_server: RabbitMQServer,
+) -> None:
+    name = "reader" + new_prefix()
+    url = rabbitmq_server.add_user(name, "pw-of-reader")
+    rabbitmq_server.ctl("set_permissions", "-p", rabbitmq_server.vhost, name, "^$", "^$", ".*")
+    bus = rabbitmq_bus(url, new_prefix())
+    bus.subscribe(Parcel, Recorder[Parcel](), name="books")
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match="permissions") as info:
+        await bus.start()
+    assert time.monotonic() - started < 3
+    assert "pw-of-reader" not in str(info.value)
