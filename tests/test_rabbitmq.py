@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -23,7 +24,9 @@ from hookbus import (
 from hookbus._ids import new_event_id
 from hookbus.testing import Recorder, test_settings
 from hookbus.testing.rabbitmq_server import RabbitMQServer
+from hookbus.testing.redis_server import make_tls_files
 from rabbitmq_bus import new_prefix, rabbitmq_bus, raw_channel
+from redis_helpers import free_port
 from test_fastapi_feed import _resume_without_gap_or_duplicate
 
 pytestmark = pytest.mark.rabbitmq
@@ -237,3 +240,36 @@ async def test_a_user_without_permissions_is_refused_at_start(
         await bus.start()
     assert time.monotonic() - started < 3
     assert "pw-of-reader" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_tls_works_with_the_ca_and_an_unverified_broker_is_refused(
+    tmp_path: Path,
+) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    config = [
+        f"listeners.ssl.default = 127.0.0.1:{tls_port}",
+        f"ssl_options.cacertfile = {tls.ca_cert}",
+        f"ssl_options.certfile = {tls.server_cert}",
+        f"ssl_options.keyfile = {tls.server_key}",
+        "ssl_options.verify = verify_none",
+        "ssl_options.fail_if_no_peer_cert = false",
+    ]
+    with RabbitMQServer(extra_config=config) as server:
+        plain = server.url
+        secure = "amqps://" + plain.removeprefix("amqp://").replace(
+            f":{server.port}/", f":{tls_port}/"
+        )
+        bus = rabbitmq_bus(f"{secure}?cafile={tls.ca_cert}", new_prefix())
+        books = Recorder[Parcel]()
+        bus.subscribe(Parcel, books, name="books")
+        async with bus:
+            await bus.emit(Parcel(n=1))
+            await books.wait_for(1)
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="refused hookbus"):
+            async with rabbitmq_bus(secure, new_prefix()):  # the system CAs do not know ours
+                pass
+        assert time.monotonic() - started < 3
