@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._env import FALSE_WORDS, TRUE_WORDS
 from ._exceptions import ConfigurationError
-from ._redis_options import FALSE_WORDS, TRUE_WORDS
 from ._redis_url import safe_url
 
 __all__ = ["AMQP_SCHEMES", "AmqpURL", "parse_amqp_url"]

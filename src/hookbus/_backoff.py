@@ -1,11 +1,15 @@
-"""Backoff for reconnect loops, shared by the backends that talk to a server."""
+"""Backoff for reconnect loops, and retrying until a server is reachable: shared by the
+backends that talk to a server."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
-__all__ = ["Backoff"]
+from ._exceptions import BusUnavailableError
+
+__all__ = ["Backoff", "until_reachable"]
 
 
 class Backoff:
@@ -29,3 +33,38 @@ class Backoff:
     async def sleep(self) -> None:
         """Wait the next delay."""
         await asyncio.sleep(self.next_delay())
+
+
+async def until_reachable(
+    action: Callable[[], Awaitable[None]],
+    *,
+    timeout: float,
+    server: str,
+    refusal: Callable[[BaseException], Exception | None],
+    transient: Callable[[BaseException], bool],
+) -> None:
+    """Run ``action``, retrying with backoff while the server is unreachable.
+
+    ``refusal(exc)`` returns the error to raise at once when the server refuses
+    us for good (credentials, permissions, TLS), else ``None``; errors for which
+    ``transient`` is false are raised as they are. After ``timeout`` seconds
+    of transient errors: :class:`~hookbus.BusUnavailableError` naming ``server``.
+    """
+    backoff = Backoff()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await action()
+            return
+        except Exception as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise refused from exc
+            if not (transient(exc) or isinstance(exc, TimeoutError)):
+                raise
+            if loop.time() >= deadline:
+                raise BusUnavailableError(
+                    f"{server} unreachable for {timeout:.1f}s: {exc}"
+                ) from exc
+            await backoff.sleep()

@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
+from ._env import values_from_env
 from ._exceptions import ConfigurationError
-from ._redis_options import FALSE_WORDS, TRUE_WORDS
 
 __all__ = ["RabbitMQOptions"]
 
@@ -83,10 +82,7 @@ class RabbitMQOptions:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RabbitMQOptions:
         """Options from ``HOOKBUS_*`` variables (see the module docs), defaults elsewhere."""
-        values: dict[str, Any] = {}
-        for name, var, kind in _VARIABLES:
-            if var in env:
-                values[name] = _parse(var, env[var], kind)
+        values = values_from_env(_VARIABLES, env)
         assert set(values) <= {f.name for f in fields(cls)}
         return cls(**values)
 
@@ -98,19 +94,3 @@ _VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("prefetch", "HOOKBUS_PREFETCH", "int"),
     ("history_max_age", "HOOKBUS_HISTORY_MAX_AGE", "float"),
 )
-
-
-def _parse(var: str, raw: str, kind: str) -> str | bool | int | float:
-    raw = raw.strip()
-    if kind == "str":
-        return raw
-    if kind == "bool":
-        if raw.lower() in TRUE_WORDS:
-            return True
-        if raw.lower() in FALSE_WORDS:
-            return False
-        raise ConfigurationError(f"{var}={raw!r}: expected 1/0, true/false, yes/no or on/off")
-    try:
-        return int(raw) if kind == "int" else float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Literal
 
+from ._env import values_from_env
 from ._exceptions import ConfigurationError
 
-__all__ = ["FALSE_WORDS", "TRUE_WORDS", "RedisOptions"]
+__all__ = ["RedisOptions"]
 
 GroupStart = Literal["new", "all"]
 
@@ -38,9 +39,6 @@ DEFAULT_EMIT_TIMEOUT = 5.0
 DEFAULT_CONSUMER_EXPIRY = 3600.0
 DEFAULT_LIVE_BUFFER = 1000
 DEFAULT_REPLICA_TIMEOUT = 1.0
-
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +135,7 @@ class RedisOptions:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisOptions:
         """Options from ``HOOKBUS_*`` variables (see the module docs), defaults elsewhere."""
-        values: dict[str, Any] = {}
-        for name, var, kind in _VARIABLES:
-            if var in env:
-                values[name] = _parse(var, env[var], kind)
+        values = values_from_env(_VARIABLES, env)
         known = {f.name for f in fields(cls)}
         assert set(values) <= known
         return cls(**values)
@@ -158,19 +153,3 @@ _VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("retention_max_age", "HOOKBUS_RETENTION_MAX_AGE", "float"),
     ("emit_timeout", "HOOKBUS_EMIT_TIMEOUT", "float"),
 )
-
-
-def _parse(var: str, raw: str, kind: str) -> str | bool | int | float:
-    raw = raw.strip()
-    if kind == "str":
-        return raw
-    if kind == "bool":
-        if raw.lower() in TRUE_WORDS:
-            return True
-        if raw.lower() in FALSE_WORDS:
-            return False
-        raise ConfigurationError(f"{var}={raw!r}: expected 1/0, true/false, yes/no or on/off")
-    try:
-        return int(raw) if kind == "int" else float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{var}={raw!r} is not a valid {kind}") from None

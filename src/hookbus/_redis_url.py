@@ -38,8 +38,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
+from ._env import FALSE_WORDS, TRUE_WORDS
 from ._exceptions import ConfigurationError
-from ._redis_options import FALSE_WORDS, TRUE_WORDS
 
 __all__ = ["REDIS_SCHEMES", "URL_OPTIONS", "RedisURL", "parse_redis_url", "safe_url"]
 

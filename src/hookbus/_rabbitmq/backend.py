@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .._backend import Backend
-from .._backoff import Backoff
+from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
 from .._envelope import Envelope
@@ -117,25 +117,14 @@ class RabbitMQBackend(Backend):
 
     async def _until_reachable(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action``, retrying while the broker is unreachable, up to ``emit_timeout``."""
-        timeout = self.settings.rabbitmq.emit_timeout
         url = self.settings.amqp_url
-        backoff = Backoff()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                await action()
-                return
-            except Exception as exc:
-                if is_refused(exc):
-                    raise refused_error(exc, url) from exc
-                if not is_transient(exc):
-                    raise
-                if loop.time() >= deadline:
-                    raise BusUnavailableError(
-                        f"RabbitMQ at {safe_url(url)} unreachable for {timeout:.1f}s: {exc}"
-                    ) from exc
-                await backoff.sleep()
+        await until_reachable(
+            action,
+            timeout=self.settings.rabbitmq.emit_timeout,
+            server=f"RabbitMQ at {safe_url(url)}",
+            refusal=lambda exc: refused_error(exc, url) if is_refused(exc) else None,
+            transient=is_transient,
+        )
 
     async def stop(self, timeout: float) -> None:
         self._running = False

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from .._backend import Backend
-from .._backoff import Backoff
+from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
 from .._envelope import Envelope, decode_envelope
@@ -135,28 +135,20 @@ class RedisBackend(Backend):
 
     async def _until_reachable(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action``, retrying while Redis is unreachable, up to ``emit_timeout``."""
-        timeout = self.settings.redis.emit_timeout
-        backoff = Backoff()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                await action()
-                return
-            except Exception as exc:
-                if self.live.refusal is not None:
-                    url = safe_url(self.settings.redis_url)
-                    raise refused_error(self.live.refusal, url) from exc
-                if is_refused(exc):
-                    raise refused_error(exc, safe_url(self.settings.redis_url)) from exc
-                if not (is_transient(exc) or isinstance(exc, TimeoutError)):
-                    raise
-                if loop.time() >= deadline:
-                    raise BusUnavailableError(
-                        f"Redis at {safe_url(self.settings.redis_url)} unreachable for "
-                        f"{timeout:.1f}s: {exc}"
-                    ) from exc
-                await backoff.sleep()
+        url = safe_url(self.settings.redis_url)
+
+        def refusal(exc: BaseException) -> Exception | None:
+            if self.live.refusal is not None:  # the live feed was refused (ACL)
+                return refused_error(self.live.refusal, url)
+            return refused_error(exc, url) if is_refused(exc) else None
+
+        await until_reachable(
+            action,
+            timeout=self.settings.redis.emit_timeout,
+            server=f"Redis at {url}",
+            refusal=refusal,
+            transient=is_transient,
+        )
 
     def _start_consumer(self, consumer: StreamConsumer) -> None:
         if consumer.task is None:
