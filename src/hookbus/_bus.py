@@ -70,6 +70,7 @@ class EventBus:
         *,
         redis_url: str | None = None,
         amqp_url: str | None = None,
+        outbox_url: str | None = None,
         settings: Settings | None = None,
         **options: Unpack[SettingsOptions],
     ) -> None:
@@ -80,6 +81,8 @@ class EventBus:
             overrides["redis_url"] = redis_url
         if amqp_url is not None:
             overrides["amqp_url"] = amqp_url
+        if outbox_url is not None:
+            overrides["outbox_url"] = outbox_url
         if settings is None:
             self._settings = Settings.from_env(**overrides)
         else:
@@ -98,6 +101,7 @@ class EventBus:
         self._source = self._settings.source
         self._lifecycle = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # while running: for emit_sync
+        self._outbox: Any = None  # the outbox relay, while running with an outbox_url
 
     # -- configuration -------------------------------------------------------
 
@@ -214,6 +218,12 @@ class EventBus:
             if self._state is _State.RUNNING:
                 return
             await self._backend.start()
+            if self._settings.outbox_url is not None:
+                try:
+                    await self._start_outbox(self._settings.outbox_url)
+                except BaseException:
+                    await self._backend.stop(0)
+                    raise
             self._loop = asyncio.get_running_loop()
             self._state = _State.RUNNING
             self._accepting = True
@@ -230,6 +240,9 @@ class EventBus:
                 return
             self._state = _State.STOPPING
             self._accepting = False
+            outbox, self._outbox = self._outbox, None
+            if outbox is not None:
+                await outbox.stop()
             try:
                 await self._backend.stop(
                     self._settings.stop_timeout if timeout is None else timeout
@@ -262,7 +275,7 @@ class EventBus:
 
     # -- emitting --------------------------------------------------------------
 
-    async def emit(self, event: Event | str, /, **fields: Any) -> str:
+    async def emit(self, event: Event | str, /, *, session: Any = None, **fields: Any) -> str:
         """Emit an event; return its id once the bus has accepted it.
 
         Pass an :class:`Event` instance, or an event name and its fields
@@ -272,9 +285,16 @@ class EventBus:
         (backpressure, local mode) or while the event is being stored
         (redis mode).
 
+        ``session=``: an SQLAlchemy ``AsyncSession`` (or ``AsyncConnection``) in
+        the caller's open transaction, on the outbox's database: the event is
+        written to the outbox in that transaction instead of being sent, and
+        exists only if it commits; the relay publishes it then (see
+        :mod:`hookbus.outbox`). Needs ``outbox_url``. (An event with a field
+        named ``session`` is emitted as an instance, not by name.)
+
         Raises :class:`UnknownEventError`, :class:`InvalidEventError`,
         :class:`EventTooLargeError`, :class:`BusClosedError` (bus not running)
-        and, in redis mode, :class:`BusUnavailableError`.
+        and, in redis and rabbitmq modes, :class:`BusUnavailableError`.
         """
         if fields or type(event) not in self._emittable:
             event = self._coerce(event, fields)
@@ -288,10 +308,38 @@ class EventBus:
             envelope = _child_envelope(event, self._source, worker.current)  # type: ignore[arg-type]
         if plan is not None:
             check_size(envelope, self._max_size, plan)
+        if session is not None:
+            return await self._emit_in(session, envelope)
         pending = self._publish(envelope)
         if pending is not None:
             await pending
         return envelope.id
+
+    async def _emit_in(self, session: Any, envelope: Envelope) -> str:
+        """The outbox side of ``emit(..., session=)``."""
+        if self._outbox is None:
+            raise ConfigurationError(
+                "emit(..., session=) writes to the transactional outbox: configure it with "
+                "EventBus(outbox_url=...) or HOOKBUS_OUTBOX_URL"
+            )
+        from .outbox import write
+
+        await write(session, envelope)
+        return envelope.id
+
+    async def _start_outbox(self, url: str) -> None:
+        from .outbox import OutboxRelay
+
+        relay = OutboxRelay(url, self._backend.publish, self._settings.outbox)
+        await relay.start(self._settings.outbox.relay)
+        self._outbox = relay
+
+    async def outbox_statistics(self) -> Any:
+        """The outbox's backlog (:class:`hookbus.outbox.OutboxStatistics`): rows waiting,
+        the age of the oldest, poisoned rows, rows this process relayed."""
+        if self._outbox is None:
+            raise ConfigurationError("no outbox: configure outbox_url, and start the bus")
+        return await self._outbox.statistics()
 
     def emit_sync(self, event: Event | str, /, **fields: Any) -> str:
         """Emit from another thread than the bus's event loop; block until accepted.

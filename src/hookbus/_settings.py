@@ -10,6 +10,8 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
                                ``unix://``; query options: :mod:`hookbus._redis_url`
 ``HOOKBUS_AMQP_URL``           ``amqp://user:password@host:5672/vhost``, ``amqps://``;
                                query options: :mod:`hookbus._amqp_url`
+``HOOKBUS_OUTBOX_URL``         the transactional outbox's database (SQLAlchemy async URL);
+                               options: :mod:`hookbus._outbox_options`
 ``HOOKBUS_MAX_EVENT_SIZE``     bytes, default 1 MiB
 ``HOOKBUS_QUEUE_SIZE``         per-subscriber queue bound (local mode)
 ``HOOKBUS_MAX_ATTEMPTS``       default attempts before a dead letter
@@ -34,6 +36,7 @@ from typing import Any, Literal, TypedDict
 
 from ._amqp_url import parse_amqp_url
 from ._exceptions import ConfigurationError
+from ._outbox_options import OutboxOptions
 from ._rabbitmq_options import RabbitMQOptions
 from ._redis_options import RedisOptions
 from ._redis_url import parse_redis_url
@@ -66,6 +69,7 @@ class SettingsOptions(TypedDict, total=False):
     source: str
     redis: RedisOptions
     rabbitmq: RabbitMQOptions
+    outbox: OutboxOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class Settings:
     source: str = DEFAULT_SOURCE
     redis: RedisOptions = field(default_factory=RedisOptions)
     rabbitmq: RabbitMQOptions = field(default_factory=RabbitMQOptions)
+    outbox_url: str | None = None
+    outbox: OutboxOptions = field(default_factory=OutboxOptions)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -108,6 +114,14 @@ class Settings:
                     "a Redis Cluster is reached over TCP: use redis:// or rediss://"
                 )
         parse_amqp_url(self.amqp_url)
+        if self.outbox_url is not None and (
+            not isinstance(self.outbox_url, str) or "://" not in self.outbox_url
+        ):
+            raise ConfigurationError(
+                f"outbox_url must be an SQLAlchemy async URL such as "
+                f"postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path, got "
+                f"{self.outbox_url!r}"
+            )
         for name in ("max_event_size", "queue_size", "max_dead_letters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -160,12 +174,9 @@ class Settings:
         mode = env.get("EVENT_BUS_MODE") or env.get("HOOKBUS_MODE")
         if mode:
             values["mode"] = mode.strip().lower()
-        if url := env.get("HOOKBUS_REDIS_URL"):
-            values["redis_url"] = url
-        if url := env.get("HOOKBUS_AMQP_URL"):
-            values["amqp_url"] = url
-        if source := env.get("HOOKBUS_SOURCE"):
-            values["source"] = source
+        for var, name in _TEXT_VARIABLES:
+            if text := env.get(var):
+                values[name] = text
         for name, var, kind in (
             ("max_event_size", "HOOKBUS_MAX_EVENT_SIZE", int),
             ("queue_size", "HOOKBUS_QUEUE_SIZE", int),
@@ -187,9 +198,19 @@ class Settings:
             values["redis"] = RedisOptions.from_env(env)
         if "rabbitmq" not in overrides:
             values["rabbitmq"] = RabbitMQOptions.from_env(env)
+        if "outbox" not in overrides:
+            values["outbox"] = OutboxOptions.from_env(env)
         values.update(overrides)
         return cls(**values)
 
+
+# text variables read as they are (when set and not empty) -> the field they set
+_TEXT_VARIABLES = (
+    ("HOOKBUS_REDIS_URL", "redis_url"),
+    ("HOOKBUS_AMQP_URL", "amqp_url"),
+    ("HOOKBUS_OUTBOX_URL", "outbox_url"),
+    ("HOOKBUS_SOURCE", "source"),
+)
 
 # environment variable -> the field it sets
 _VARIABLES = {
@@ -197,6 +218,7 @@ _VARIABLES = {
     "HOOKBUS_MODE": "mode",
     "HOOKBUS_REDIS_URL": "redis_url",
     "HOOKBUS_AMQP_URL": "amqp_url",
+    "HOOKBUS_OUTBOX_URL": "outbox_url",
     "HOOKBUS_SOURCE": "source",
     "HOOKBUS_MAX_EVENT_SIZE": "max_event_size",
     "HOOKBUS_QUEUE_SIZE": "queue_size",

@@ -1,0 +1,219 @@
+"""The outbox relay: publishes committed outbox rows to the bus's backend.
+
+Started with the bus when ``outbox_url`` is set. Each pass takes the oldest
+rows not sent yet, in a transaction, publishes them in order through the
+backend (as ``emit`` would), and deletes them (or marks them sent, with
+``keep_sent``) in the same transaction. Should the backend be unavailable,
+the pass commits what it sent and stops; the rest waits for the next pass,
+with backoff — nothing is lost, nothing raised to the code that emitted.
+
+* **PostgreSQL**: rows are taken ``FOR UPDATE SKIP LOCKED``, so any number
+  of relays (processes) share the work and never send one row twice in
+  parallel; every commit of a row sends ``NOTIFY hookbus_outbox``, which
+  wakes the relays at once (polling every ``poll_interval`` as a fallback).
+* **SQLite**: no row locks: run one relay per database file
+  (``OutboxOptions(relay=False)`` in the other processes). The relay polls.
+
+A row that cannot be decoded any more (its event type no longer declared,
+or garbage) is marked with the error and skipped: it blocks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .._backoff import Backoff
+from .._envelope import Envelope, decode_envelope
+from .._event import declared
+from .._exceptions import InvalidEnvelopeError, error_text
+from .._outbox_options import OutboxOptions
+from ._tables import outbox_table
+from ._writer import NOTIFY_CHANNEL
+
+__all__ = ["OutboxRelay", "OutboxStatistics"]
+
+logger = logging.getLogger("hookbus")
+
+Publish = Callable[[Envelope], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatistics:
+    """The outbox's backlog: rows waiting, and how long the oldest has waited."""
+
+    waiting: int
+    oldest_age: float | None
+    #: Rows that could not be decoded (kept, marked with their error).
+    poisoned: int
+    #: Rows this process's relay published since it started.
+    relayed: int
+
+
+class OutboxRelay:
+    """Publishes the outbox's committed rows through ``publish``."""
+
+    def __init__(self, url: str, publish: Publish, options: OutboxOptions) -> None:
+        self._url = url
+        self._publish = publish
+        self._options = options
+        self.engine: AsyncEngine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._listener: Any = None
+        self.relayed = 0
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the outbox is on PostgreSQL (row locks, LISTEN/NOTIFY)."""
+        return self.engine is not None and self.engine.dialect.name == "postgresql"
+
+    async def start(self, relay: bool) -> None:
+        """Open the engine; with ``relay``, start relaying in the background."""
+        self.engine = create_async_engine(self._url)
+        if relay:
+            if self.postgres:
+                await self._listen()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="hookbus:outbox-relay"
+            )
+
+    async def stop(self) -> None:
+        """Stop relaying (a pass in progress is cancelled: its transaction rolls back)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+
+    def wake(self) -> None:
+        """Look at the outbox now (a row was committed)."""
+        self._wakeup.set()
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of its own (asyncpg), waking the relay on NOTIFY."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        assert self.engine is not None
+        url = self.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        try:
+            self._listener = await asyncpg.connect(dsn)
+            await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())
+        except Exception as exc:  # polling still works
+            logger.warning("hookbus outbox: LISTEN failed (%s); polling instead", exc)
+            self._listener = None
+
+    async def _run(self) -> None:
+        backoff = Backoff(cap=5.0)
+        while True:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning(
+                    "hookbus outbox: relay pass failed (%s); rows wait", error_text(exc, 300)
+                )
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            if sent < self._options.batch:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._options.poll_interval):
+                        await self._wakeup.wait()
+
+    async def relay_once(self) -> int:
+        """One pass: publish up to ``batch`` of the oldest rows; how many were sent.
+
+        Raises what the backend raised if it could publish none of them.
+        """
+        assert self.engine is not None
+        query = (
+            select(outbox_table.c.id, outbox_table.c.event_type, outbox_table.c.payload)
+            .where(outbox_table.c.sent_at.is_(None), outbox_table.c.error.is_(None))
+            .order_by(outbox_table.c.id)
+            .limit(self._options.batch)
+        )
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True)
+        sent: list[int] = []
+        poisoned: list[tuple[int, str]] = []
+        failure: BaseException | None = None
+        async with self.engine.begin() as connection:
+            rows = (await connection.execute(query)).all()
+            for row_id, event_type, payload in rows:
+                try:
+                    envelope = decode_envelope(bytes(payload), None, declared(event_type))
+                except InvalidEnvelopeError as exc:
+                    poisoned.append((row_id, error_text(exc, 2000)))
+                    continue
+                try:
+                    pending = self._publish(envelope)
+                    if pending is not None:
+                        await pending
+                except Exception as exc:
+                    failure = exc  # the backend is down: the rest waits
+                    break
+                sent.append(row_id)
+            await self._settle(connection, sent, poisoned)
+        self.relayed += len(sent)
+        if failure is not None and not sent:
+            raise failure
+        return len(sent) + len(poisoned)
+
+    async def _settle(
+        self, connection: Any, sent: list[int], poisoned: list[tuple[int, str]]
+    ) -> None:
+        table = outbox_table
+        now = datetime.now(UTC)
+        if sent:
+            if self._options.keep_sent:
+                await connection.execute(
+                    update(table).where(table.c.id.in_(sent)).values(sent_at=now)
+                )
+                horizon = now - timedelta(seconds=self._options.keep_sent)
+                await connection.execute(delete(table).where(table.c.sent_at < horizon))
+            else:
+                await connection.execute(delete(table).where(table.c.id.in_(sent)))
+        for row_id, error in poisoned:
+            logger.error("hookbus outbox: row %s cannot be published: %s", row_id, error)
+            await connection.execute(update(table).where(table.c.id == row_id).values(error=error))
+
+    async def statistics(self) -> OutboxStatistics:
+        """The backlog, read from the table."""
+        assert self.engine is not None
+        table = outbox_table
+        async with self.engine.connect() as connection:
+            waiting, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(table.c.created_at)).where(
+                        table.c.sent_at.is_(None), table.c.error.is_(None)
+                    )
+                )
+            ).one()
+            poisoned = (
+                await connection.execute(select(func.count()).where(table.c.error.is_not(None)))
+            ).scalar_one()
+        age = None
+        if oldest is not None:
+            if oldest.tzinfo is None:  # SQLite keeps no time zone
+                oldest = oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return OutboxStatistics(int(waiting), age, int(poisoned), self.relayed)

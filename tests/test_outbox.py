@@ -1,0 +1,201 @@
+"""The transactional outbox on SQLite: an event exists only if the caller's transaction
+commits, rows survive a process that stops before relaying them and a backend that is
+down, and a row that cannot be decoded blocks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from hookbus import ConfigurationError, Event, EventBus, InvalidEventError
+from hookbus._outbox_options import OutboxOptions
+from hookbus.outbox import create_tables, metadata, outbox_table
+from hookbus.testing import Recorder, test_settings
+from hookbus.testing.redis_server import RedisServer
+from redis_bus import redis_bus
+
+shop = MetaData()
+sales = Table("sales", shop, Column("id", Integer, primary_key=True), Column("till", String(20)))
+
+
+class SaleClosed(Event, name="outbox.sale_closed"):
+    sale_id: int
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> Any:
+    """A SQLite file with the shop's table and the outbox's; its URL and an engine."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(shop.create_all)
+    await create_tables(engine)
+    yield url, engine
+    await engine.dispose()
+
+
+def local_bus(url: str, **outbox: Any) -> EventBus:
+    return EventBus(
+        mode="local",
+        outbox_url=url,
+        settings=test_settings(outbox=OutboxOptions(poll_interval=0.02, **outbox)),
+    )
+
+
+async def settled(bus: EventBus) -> Any:
+    """The outbox's statistics once nothing waits (the relay commits after publishing)."""
+    async with asyncio.timeout(10):
+        while (stats := await bus.outbox_statistics()).waiting:
+            await asyncio.sleep(0.01)
+    await bus.drain(timeout=10)
+    return stats
+
+
+async def close_sale(
+    engine: AsyncEngine, bus: EventBus, sale_id: int, *, fail: bool = False
+) -> str:
+    """The till: the sale and its event in one transaction."""
+    async with engine.begin() as connection:
+        await connection.execute(insert(sales).values(id=sale_id, till="A"))
+        event_id = await bus.emit(SaleClosed(sale_id=sale_id), session=connection)
+        if fail:
+            raise RuntimeError("the till crashed before the commit")
+    return event_id
+
+
+async def test_a_committed_sale_is_delivered_and_a_rolled_back_one_never(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        kept = await close_sale(engine, bus, 1)
+        with pytest.raises(RuntimeError):
+            await close_sale(engine, bus, 2, fail=True)
+        await books.wait_for(1)
+        stats = await settled(bus)
+    assert books.ids == [kept]
+    assert [e.sale_id for e in books.events] == [1]
+    assert stats.waiting == 0
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(sales.c.id))).scalars().all() == [1]
+        assert (await connection.execute(select(outbox_table.c.id))).all() == []
+
+
+async def test_an_orm_session_works_too_and_bad_events_fail_at_the_call(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    url, engine = database
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus, AsyncSession(engine) as session:
+        async with session.begin():
+            event_id = await bus.emit(SaleClosed(sale_id=7), session=session)
+        with pytest.raises(InvalidEventError):
+            await bus.emit("outbox.sale_closed", sale_id="seven", session=session)
+        await books.wait_for(1)
+    assert books.ids == [event_id]
+
+
+async def test_session_without_an_outbox_is_a_configuration_error(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    _, engine = database
+    bus = EventBus(mode="local", settings=test_settings())
+    async with bus, engine.begin() as connection:
+        with pytest.raises(ConfigurationError, match="outbox_url"):
+            await bus.emit(SaleClosed(sale_id=1), session=connection)
+
+
+async def test_rows_left_by_a_process_that_stopped_are_relayed_by_the_next(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    writer = local_bus(url, relay=False)  # commits, never relays (as if killed before)
+    async with writer:
+        ids = [await close_sale(engine, writer, n) for n in range(20)]
+        assert (await writer.outbox_statistics()).waiting == 20
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        await books.wait_for(20)
+        stats = await settled(bus)
+    assert books.ids == ids  # oldest first
+    assert (stats.waiting, stats.relayed) == (0, 20)
+
+
+async def test_a_row_that_cannot_be_decoded_blocks_nothing(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(outbox_table).values(
+                event_id="garbage-1",
+                event_type="outbox.sale_closed",
+                payload=b"\xff not json",
+                created_at=datetime.now(UTC),
+            )
+        )
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        event_id = await close_sale(engine, bus, 1)
+        await books.wait_for(1)
+        stats = await settled(bus)
+    assert books.ids == [event_id]
+    assert (stats.waiting, stats.poisoned) == (0, 1)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
+    database: tuple[str, AsyncEngine], redis_server_binary: str, redis_prefix: str
+) -> None:
+    url, engine = database
+    with RedisServer(redis_server_binary) as server:
+        bus = redis_bus(
+            server.url,
+            redis_prefix,
+            emit_timeout=0.5,
+            bus_options={"outbox_url": url, "outbox": OutboxOptions(poll_interval=0.02)},
+        )
+        books = Counter[int]()
+
+        @bus.on(SaleClosed, name="books")
+        async def book(event: SaleClosed) -> None:
+            books[event.sale_id] += 1
+
+        async with bus:
+            await close_sale(engine, bus, 0)
+            await asyncio.to_thread(server.stop)
+            for n in range(1, 1001):  # the till never fails while Redis is down
+                await close_sale(engine, bus, n)
+            assert (await bus.outbox_statistics()).waiting >= 900
+            await asyncio.to_thread(server.start)
+            async with asyncio.timeout(60):
+                while len(books) < 1001:  # noqa: ASYNC110 - handled by the subscriber
+                    await asyncio.sleep(0.05)
+            stats = await settled(bus)
+    assert set(books) == set(range(1001))
+    assert stats.waiting == 0
+    print(f"1000 sales committed while Redis was down, {sum(books.values()) - 1001} handled twice")
+
+
+def test_the_metadata_holds_the_outbox_and_inbox_tables() -> None:
+    assert set(metadata.tables) == {"hookbus_outbox", "hookbus_inbox"}
