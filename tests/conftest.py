@@ -17,6 +17,13 @@ by the session, started only when a test asks for it), from
 :mod:`hookbus.testing.rabbitmq_server` (Debian's ``rabbitmq-server`` package, or the script
 named in ``HOOKBUS_TEST_RABBITMQ``). When RabbitMQ is not installed those tests fail with the
 reason, unless ``HOOKBUS_SKIP_RABBITMQ=1``, which turns that failure into a skip.
+
+PostgreSQL: the tests that need a server carry ``@pytest.mark.postgres`` and use
+``postgres_server`` (one server shared by the session, from
+:mod:`hookbus.testing.postgres_server`: Debian's ``postgresql`` package, or the binaries in
+``HOOKBUS_TEST_POSTGRES_BIN``) or ``postgres_url`` (a fresh database of the test's own). When
+PostgreSQL is not installed those tests fail with the reason, unless
+``HOOKBUS_SKIP_POSTGRES=1``, which turns that failure into a skip.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from hookbus.testing.postgres_server import PostgresServer, find_postgres
 from hookbus.testing.rabbitmq_server import RabbitMQCluster, RabbitMQServer, find_rabbitmq
 from hookbus.testing.redis_cluster import RedisCluster
 from hookbus.testing.redis_server import RedisServer, find_server_binaries, server_name
@@ -42,6 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "rabbitmq: needs a real RabbitMQ broker (see the rabbitmq_server fixture)"
+    )
+    config.addinivalue_line(
+        "markers", "postgres: needs a real PostgreSQL server (see the postgres_server fixture)"
     )
 
 
@@ -123,6 +134,30 @@ def rabbitmq_cluster(rabbitmq_server_script: str) -> Iterator[RabbitMQCluster]:
     that kills a node restarts it before it ends; give queues unique names."""
     with RabbitMQCluster(rabbitmq_server_script) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server shared by the whole session (closed at its end): give each test a
+    database of its own (``postgres_url``)."""
+    try:
+        bin_dir = find_postgres()
+    except RuntimeError as exc:
+        if os.environ.get("HOOKBUS_SKIP_POSTGRES") == "1":
+            pytest.skip(f"HOOKBUS_SKIP_POSTGRES=1 and no PostgreSQL: {exc}")
+        pytest.fail(f"no PostgreSQL for the tests: {exc}", pytrace=False)
+    with PostgresServer(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL (``postgresql+asyncpg://``) of a fresh database made for the test on the
+    shared server, and dropped after it."""
+    name = "t" + uuid.uuid4().hex[:12]
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
 
 
 @pytest.fixture
