@@ -5,6 +5,7 @@ down, and a row that cannot be decoded blocks nothing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from hookbus import ConfigurationError, Event, EventBus, InvalidEventError
+from hookbus import ConfigurationError, Event, EventBus, InvalidEventError, current_envelope
 from hookbus._outbox_options import OutboxOptions
 from hookbus.outbox import create_tables, metadata, outbox_table
 from hookbus.testing import Recorder, test_settings
@@ -52,7 +53,7 @@ def local_bus(url: str, **outbox: Any) -> EventBus:
 async def settled(bus: EventBus) -> Any:
     """The outbox's statistics once nothing waits (the relay commits after publishing)."""
     async with asyncio.timeout(10):
-        while (stats := await bus.outbox_statistics()).waiting:
+        while (stats := await bus.outbox_statistics()).waiting:  # noqa: ASYNC110 - a table
             await asyncio.sleep(0.01)
     await bus.drain(timeout=10)
     return stats
@@ -199,3 +200,71 @@ async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
 
 def test_the_metadata_holds_the_outbox_and_inbox_tables() -> None:
     assert set(metadata.tables) == {"hookbus_outbox", "hookbus_inbox"}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_two_relays_on_postgresql_send_each_of_10000_rows_once(postgres_url: str) -> None:
+    engine = create_async_engine(postgres_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(shop.create_all)
+    await create_tables(engine)
+    handled: Counter[str] = Counter()
+
+    async def book(event: SaleClosed) -> None:
+        envelope = current_envelope()
+        assert envelope is not None
+        handled[envelope.id] += 1
+
+    relays = [local_bus(postgres_url, batch=100) for _ in range(2)]
+    for relay in relays:
+        relay.subscribe(SaleClosed, book, name="books")
+    writer = local_bus(postgres_url, relay=False)
+    try:
+        async with writer, relays[0], relays[1]:
+            ids: list[str] = []
+            for first in range(0, 10_000, 500):
+                async with engine.begin() as connection:  # 500 sales per transaction
+                    for n in range(first, first + 500):
+                        ids.append(await writer.emit(SaleClosed(sale_id=n), session=connection))
+            async with asyncio.timeout(120):
+                while len(handled) < 10_000:  # noqa: ASYNC110 - handled by the relays' buses
+                    await asyncio.sleep(0.05)
+            for relay in relays:
+                await settled(relay)
+            shares = [(await relay.outbox_statistics()).relayed for relay in relays]
+    finally:
+        await engine.dispose()
+    assert set(handled) == set(ids)
+    assert set(handled.values()) == {1}  # no row sent twice
+    assert sum(shares) == 10_000
+    print(f"two relays shared 10,000 rows: {shares}")
+
+
+@pytest.mark.postgres
+async def test_a_commit_wakes_the_relay_at_once_on_postgresql(postgres_url: str) -> None:
+    engine = create_async_engine(postgres_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(shop.create_all)
+    await create_tables(engine)
+    bus = EventBus(
+        mode="local",
+        outbox_url=postgres_url,
+        settings=test_settings(outbox=OutboxOptions(poll_interval=30.0)),  # no polling help
+    )
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    latencies: list[float] = []
+    try:
+        async with bus:
+            for n in range(20):
+                started = time.perf_counter()
+                await close_sale(engine, bus, n)
+                await books.wait_for(n + 1, timeout=5)
+                latencies.append(time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.1  # milliseconds, not the 30 s poll
+    print(f"commit -> handler on PostgreSQL: median {latencies[10] * 1000:.1f} ms")

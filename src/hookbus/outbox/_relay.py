@@ -107,7 +107,7 @@ class OutboxRelay:
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own (asyncpg), waking the relay on NOTIFY."""
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         assert self.engine is not None
         url = self.engine.url.set(drivername="postgresql")
