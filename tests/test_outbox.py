@@ -5,6 +5,9 @@ down, and a row that cannot be decoded blocks nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -268,3 +271,61 @@ async def test_a_commit_wakes_the_relay_at_once_on_postgresql(postgres_url: str)
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.1  # milliseconds, not the 30 s poll
     print(f"commit -> handler on PostgreSQL: median {latencies[10] * 1000:.1f} ms")
+
+
+CHILD = """
+import asyncio, sys
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import create_async_engine
+from hookbus import EventBus
+from hookbus._outbox_options import OutboxOptions
+from hookbus.testing import test_settings
+from test_outbox import SaleClosed, sales
+
+async def main(url):
+    engine = create_async_engine(url)
+    bus = EventBus(mode="local", outbox_url=url,
+                   settings=test_settings(outbox=OutboxOptions(relay=False)))
+    async with bus:
+        for n in range(50):
+            async with engine.begin() as connection:
+                await connection.execute(insert(sales).values(id=n, till="A"))
+                print(await bus.emit(SaleClosed(sale_id=n), session=connection), flush=True)
+        print("committed", flush=True)
+        await asyncio.sleep(60)  # killed here, before any relay ran
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+async def test_commits_of_a_process_killed_before_relaying_are_delivered_after_restart(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, _ = database
+    tests_dir = Path(__file__).parent
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=tests_dir,
+        env={**os.environ, "PYTHONPATH": str(tests_dir)},
+    )
+    assert child.stdout is not None
+    ids: list[str] = []
+    async with asyncio.timeout(30):
+        while (line := (await child.stdout.readline()).decode().strip()) != "committed":
+            assert line, "the child exited early"
+            ids.append(line)
+    child.send_signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        await books.wait_for(50)
+        await settled(bus)
+    assert books.ids == ids
