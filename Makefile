@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-scale bench-feed clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-scale bench-feed bench-outbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-scale: $(STAMP)
 
 bench-feed: $(STAMP)
 	$(BIN)/python -m benchmarks.feed
+
+bench-outbox: $(STAMP)
+	$(BIN)/python -m benchmarks.outbox
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

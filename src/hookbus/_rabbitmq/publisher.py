@@ -140,6 +140,10 @@ class Publisher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._closed:
+                    raise BusClosedError(
+                        "the bus stopped while the event was being published"
+                    ) from exc
                 if is_refused(exc):
                     raise BusUnavailableError(
                         f"RabbitMQ refused the message: {error_text(exc, 300)}"
