@@ -32,12 +32,11 @@ from ._exceptions import (
     ConfigurationError,
     DeadLetterNotFoundError,
     DrainTimeoutError,
-    DuplicateSubscriberError,
     error_text,
 )
 from ._ids import new_event_id
 from ._settings import Settings
-from ._subscription import SubscriberStats, Subscription
+from ._subscription import SubscriberStats, Subscription, claim_subscriber
 
 __all__ = ["LocalBackend"]
 
@@ -242,12 +241,7 @@ class LocalBackend(Backend):
             )
 
     def subscribe(self, subscription: Subscription) -> None:
-        key = (subscription.id, subscription.event_name)
-        if key in self._workers:
-            raise DuplicateSubscriberError(
-                f"subscriber {subscription.id!r} is already subscribed to "
-                f"{subscription.event_name!r}; give one of them another name= "
-            )
+        key = claim_subscriber(self._workers, subscription)
         worker = _Worker(subscription, self)
         self._workers[key] = worker
         name = subscription.event_name

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
 from ._event import Event, event_name, is_durable
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, DuplicateSubscriberError
 from ._retry import RetryPolicy
 
 __all__ = [
     "SubscriberStats",
     "Subscription",
+    "claim_subscriber",
     "default_subscriber_id",
 ]
 
@@ -93,3 +94,17 @@ def check_subscriber_id(sub_id: str) -> str:
             f"subscriber name {sub_id!r} must be at most 200 printable characters without spaces"
         )
     return sub_id
+
+
+def claim_subscriber(
+    taken: Container[tuple[str, str]], subscription: Subscription
+) -> tuple[str, str]:
+    """The key ``(subscriber id, event type)`` of ``subscription``, which must not be in
+    ``taken`` yet (every backend keeps one worker per key); DuplicateSubscriberError else."""
+    key = (subscription.id, subscription.event_name)
+    if key in taken:
+        raise DuplicateSubscriberError(
+            f"subscriber {subscription.id!r} is already subscribed to "
+            f"{subscription.event_name!r}; give one of them another name="
+        )
+    return key

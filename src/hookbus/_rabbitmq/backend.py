@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .._backend import Backend
 from .._backoff import until_reachable
@@ -31,12 +31,12 @@ from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
 from .._envelope import Envelope
 from .._event import is_durable
-from .._exceptions import BusUnavailableError, DrainTimeoutError, DuplicateSubscriberError
+from .._exceptions import BusUnavailableError, DrainTimeoutError
 from .._local import LocalBackend
 from .._redis.keys import consumer_name
 from .._redis_url import safe_url
 from .._settings import Settings
-from .._subscription import SubscriberStats, Subscription
+from .._subscription import SubscriberStats, Subscription, claim_subscriber
 from .client import connect, is_refused, is_transient, refused_error
 from .consumer import QueueConsumer
 from .dead_letters import DeadLetterLog
@@ -156,12 +156,7 @@ class RabbitMQBackend(Backend):
             self.local.subscribe(subscription)
             self.live.mark_dirty()
             return
-        key = (subscription.id, subscription.event_name)
-        if key in self._consumers:
-            raise DuplicateSubscriberError(
-                f"subscriber {subscription.id!r} is already subscribed to "
-                f"{subscription.event_name!r}; give one of them another name="
-            )
+        key = claim_subscriber(self._consumers, subscription)
         consumer = QueueConsumer(
             self.shared, subscription, self.topology, self.publisher, self.dead_letter_log
         )
@@ -208,11 +203,9 @@ class RabbitMQBackend(Backend):
         True when nothing was delivered or retried meanwhile."""
         consumers = [c for c in self._consumers.values() if c.task is not None]
         before = [(c.handled, c.failed, c.retries_sent) for c in consumers]
-        channel = await self.topology._chan()
         for consumer in consumers:
             for name in sorted(consumer.retry_queues):
-                queue = await channel.declare_queue(name, passive=True)
-                if queue.declaration_result.message_count:
+                if await self.topology.message_count(name):
                     await consumer.sync_through(name)
             await consumer.sync_through(consumer.queue_name)
         after = [(c.handled, c.failed, c.retries_sent) for c in consumers]
@@ -259,11 +252,3 @@ class RabbitMQBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
-
-    def consumers(self) -> list[QueueConsumer]:
-        """The durable subscriptions' consumers of this process."""
-        return list(self._consumers.values())
-
-    def live_connection(self) -> Any:
-        """The broker connection (for tests and tools)."""
-        return self.shared.live_connection()

@@ -26,27 +26,11 @@ from .client import is_refused, is_transient
 from .shared import RabbitShared
 from .topology import Topology
 
-__all__ = ["Publisher", "message_of"]
+__all__ = ["Publisher"]
 
 logger = logging.getLogger("hookbus")
 
 CONTENT_TYPE = "application/cloudevents+json"
-
-
-def message_of(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pika.Message:
-    """The AMQP message carrying ``envelope`` (persistent when durable)."""
-    return aio_pika.Message(
-        envelope.encode(),
-        delivery_mode=(
-            aio_pika.DeliveryMode.PERSISTENT
-            if envelope.durable
-            else aio_pika.DeliveryMode.NOT_PERSISTENT
-        ),
-        message_id=envelope.id,
-        type=envelope.type,
-        content_type=CONTENT_TYPE,
-        headers=headers,
-    )
 
 
 class Publisher:

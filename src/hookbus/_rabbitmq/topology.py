@@ -135,6 +135,12 @@ class Topology:
                 self._done.add(name)
         return name
 
+    async def message_count(self, queue: str) -> int:
+        """Messages ready in ``queue`` (which exists)."""
+        channel = await self._chan()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
     async def exists(self, queue: str) -> bool:
         """Whether ``queue`` exists (checked on a channel of its own: the broker closes
         the channel that asks about a missing queue)."""

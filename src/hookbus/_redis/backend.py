@@ -29,14 +29,13 @@ from .._envelope import Envelope, decode_envelope
 from .._exceptions import (
     BusUnavailableError,
     DrainTimeoutError,
-    DuplicateSubscriberError,
     InvalidEnvelopeError,
 )
 from .._live import LiveStatistics
 from .._local import LocalBackend
 from .._redis_url import safe_url
 from .._settings import Settings
-from .._subscription import SubscriberStats, Subscription
+from .._subscription import SubscriberStats, Subscription, claim_subscriber
 from .client import (
     close_client,
     connect,
@@ -191,12 +190,7 @@ class RedisBackend(Backend):
             self.local.subscribe(subscription)
             self.live.mark_dirty()
             return
-        key = (subscription.id, subscription.event_name)
-        if key in self._consumers:
-            raise DuplicateSubscriberError(
-                f"subscriber {subscription.id!r} is already subscribed to "
-                f"{subscription.event_name!r}; give one of them another name="
-            )
+        key = claim_subscriber(self._consumers, subscription)
         consumer = StreamConsumer(self.shared, subscription)
         self._consumers[key] = consumer
         self.shared.readers[subscription.event_name] += 1
