@@ -172,7 +172,8 @@ async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
     database: tuple[str, AsyncEngine], redis_server_binary: str, redis_prefix: str
 ) -> None:
     url, engine = database
-    with RedisServer(redis_server_binary) as server:
+    # Redis keeps what it stored across the restart (as production Redis must).
+    with RedisServer(redis_server_binary, appendonly=True, appendfsync="always") as server:
         bus = redis_bus(
             server.url,
             redis_prefix,
@@ -187,6 +188,9 @@ async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
 
         async with bus:
             await close_sale(engine, bus, 0)
+            async with asyncio.timeout(10):
+                while not books:  # noqa: ASYNC110 - handled by the subscriber
+                    await asyncio.sleep(0.01)
             await asyncio.to_thread(server.stop)
             for n in range(1, 1001):  # the till never fails while Redis is down
                 await close_sale(engine, bus, n)

@@ -122,6 +122,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = Backoff(cap=5.0)
         while True:
+            # Cleared before the pass, not after: a commit notified during the pass
+            # leaves the flag set, and the next pass follows at once.
+            self._wakeup.clear()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -134,7 +137,6 @@ class OutboxRelay:
                 continue
             backoff.reset()
             if sent < self._options.batch:
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._options.poll_interval):
                         await self._wakeup.wait()
