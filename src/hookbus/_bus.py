@@ -21,6 +21,7 @@ from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
 from ._ids import new_event_id
 from ._live import Listener, LiveStatistics
+from ._local import LocalBackend
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
 from ._size import EXACT, SizePlan, check_size, needs_check, size_plan
@@ -149,6 +150,7 @@ class EventBus:
         max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Callable[[F], F]:
         """Decorator subscribing a handler to ``event_type``; returns the handler unchanged.
 
@@ -158,6 +160,13 @@ class EventBus:
         ``timeout`` (seconds) turns a handler that runs longer into a failed
         attempt. ``async def`` handlers run on the event loop; plain functions
         run in a worker thread (they emit with :meth:`emit_sync`).
+
+        ``idempotent=True`` makes the subscriber effectively-once: an event id
+        it already completed (a redelivery after a crash, a replay, a second
+        relay of an outbox row) is acknowledged without running the handler
+        again, for ``idempotency_retention`` seconds. For exactly-once effects
+        on a database, record the completion in the handler's own transaction
+        with :func:`hookbus.outbox.record_completion` (see docs/outbox.md).
         """
 
         def decorator(handler: F) -> F:
@@ -168,6 +177,7 @@ class EventBus:
                 max_attempts=max_attempts,
                 retry=retry,
                 timeout=timeout,
+                idempotent=idempotent,
             )
             return handler
 
@@ -182,6 +192,7 @@ class EventBus:
         max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Subscription:
         """Subscribe ``handler`` (the non-decorator form of :meth:`on`)."""
         cls: type[Event] = (
@@ -204,6 +215,7 @@ class EventBus:
             retry=policy,
             timeout=timeout,
             is_async=is_async_callable(handler),
+            idempotent=bool(idempotent),
         )
         self._backend.subscribe(subscription)
         self._subscriptions.append(subscription)
@@ -242,12 +254,14 @@ class EventBus:
             self._accepting = False
             outbox, self._outbox = self._outbox, None
             if outbox is not None:
-                await outbox.stop()
+                await outbox.pause()  # no more rows; durable local mode settles them below
             try:
                 await self._backend.stop(
                     self._settings.stop_timeout if timeout is None else timeout
                 )
             finally:
+                if outbox is not None:
+                    await outbox.stop()
                 self._state = _State.STOPPED
                 self._loop = None
                 if self._executor is not None:
@@ -328,10 +342,26 @@ class EventBus:
         return envelope.id
 
     async def _start_outbox(self, url: str) -> None:
-        from .outbox import OutboxRelay
+        from .outbox import DurableLocalRelay, InboxCompletions, OutboxRelay
 
-        relay = OutboxRelay(url, self._backend.publish, self._settings.outbox)
-        await relay.start(self._settings.outbox.relay)
+        settings = self._settings
+        backend = self._backend
+        relay: OutboxRelay
+        if isinstance(backend, LocalBackend):  # durable local mode
+            relay = DurableLocalRelay(
+                url, backend.publish_tracked, settings.outbox, settings.idempotency_retention
+            )
+            engine = await relay.open()
+            backend.use_completions(InboxCompletions(engine, settings.idempotency_retention))
+        else:
+            relay = OutboxRelay(
+                url, backend.publish, settings.outbox, settings.idempotency_retention
+            )
+        try:
+            await relay.start(settings.outbox.relay)
+        except BaseException:
+            await relay.stop()
+            raise
         self._outbox = relay
 
     async def outbox_statistics(self) -> Any:

@@ -13,6 +13,12 @@ decides what comes next and logs it:
 Only how a retry is scheduled, how a dead letter is stored and how a success
 is acknowledged differ between backends.
 
+An idempotent subscription (``idempotent=True``) also gets the backend's
+:class:`~hookbus._completions.Completions` store: :meth:`Deliverer.deliver`
+skips an event the subscriber completed already, and records each
+completion (:meth:`Deliverer.completed`; the redis consumer records it in
+its acknowledgement instead).
+
 A handler that raises :class:`asyncio.CancelledError` by itself (it awaited
 something that was cancelled) has failed like any other; the cancellation is
 propagated only when the bus is stopping, i.e. when the delivering task
@@ -31,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, NamedTuple
 
+from ._completions import Completions
 from ._context import pin_delivery
 from ._envelope import Envelope
 from ._event import Event
@@ -83,6 +90,7 @@ class Deliverer:
 
     __slots__ = (
         "attempt",
+        "completions",
         "current",
         "dead_lettered",
         "dropped",
@@ -91,20 +99,28 @@ class Deliverer:
         "invoke",
         "lost",
         "retried",
+        "skipped",
         "sub",
     )
 
-    def __init__(self, sub: Subscription, executor: Callable[[], Executor]) -> None:
+    def __init__(
+        self,
+        sub: Subscription,
+        executor: Callable[[], Executor],
+        completions: Completions | None = None,
+    ) -> None:
         self.sub = sub
         self.invoke = make_invoker(sub, executor)
         self.current: Envelope | None = None
         self.attempt = 1
+        #: The completion records, for an idempotent subscription only.
+        self.completions = completions if sub.idempotent else None
         self.reset_counters()
 
     def reset_counters(self) -> None:
         """Start every counter at zero."""
         self.handled = self.failed = self.retried = 0
-        self.dead_lettered = self.dropped = self.lost = 0
+        self.dead_lettered = self.dropped = self.lost = self.skipped = 0
 
     async def deliver(self, envelope: Envelope, attempt: int) -> BaseException | None:
         """Run the handler on ``envelope`` (try number ``attempt``) and count the outcome.
@@ -115,6 +131,15 @@ class Deliverer:
         """
         self.current = envelope
         self.attempt = attempt
+        completions = self.completions
+        if completions is not None:
+            try:
+                if await completions.done(self.sub, envelope):
+                    self.skipped += 1
+                    return None
+            except Exception as exc:  # cannot tell: an attempt that failed, retried later
+                self.failed += 1
+                return RuntimeError(f"cannot read the completion records: {exc!r}")
         try:
             await self.invoke(envelope.event)
         except Exception as exc:
@@ -126,7 +151,28 @@ class Deliverer:
             self.failed += 1  # raised by the handler itself
             return exc
         self.handled += 1
+        if completions is not None:
+            await self.completed(envelope)
         return None
+
+    async def completed(self, envelope: Envelope) -> None:
+        """Record that this idempotent subscriber completed ``envelope``'s event.
+
+        A store that refuses the record is logged, not raised: the handler's
+        work is done, and a later duplicate runs it again (at least once).
+        """
+        assert self.completions is not None
+        try:
+            await self.completions.record(self.sub, envelope)
+        except Exception as exc:
+            logger.warning(
+                "subscriber %s: cannot record that %s %s was completed (%r); "
+                "a redelivery would run the handler again",
+                self.sub.id,
+                envelope.type,
+                envelope.id,
+                exc,
+            )
 
     async def deliver_queue(
         self,
@@ -214,6 +260,7 @@ class Deliverer:
             dropped=self.dropped,
             queued=queued,
             lost=self.lost,
+            skipped=self.skipped,
         )
 
 

@@ -8,7 +8,14 @@ by a timer after its backoff delay, so the subscriber's other events keep
 flowing meanwhile.
 
 What this mode loses: everything still queued or waiting for a retry when the
-process dies, and its dead letters (kept in memory).
+process dies, and its dead letters (kept in memory) — unless the events were
+emitted through an outbox (durable local mode): the relay hands each row over
+with :meth:`LocalBackend.publish_tracked` and deletes it only once every
+subscriber finished it, so a restart delivers what a crash interrupted.
+
+Idempotent subscriptions, and every subscription in durable local mode, are
+delivered one event at a time (:meth:`Deliverer.deliver`), since each event
+then has a completion to record.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from datetime import UTC, datetime
 
 from ._backend import Backend
 from ._capabilities import Capabilities
+from ._completions import Completions, MemoryCompletions
 from ._context import _worker
 from ._dead_letter import DeadLetter, error_type_name
 from ._delivery import Action, Deliverer
@@ -63,7 +71,7 @@ class _Worker(Deliverer):
     )
 
     def __init__(self, sub: Subscription, backend: LocalBackend) -> None:
-        super().__init__(sub, backend.executor)
+        super().__init__(sub, backend.executor, backend.completions)
         self.backend = backend
         self.queue: deque[Envelope] = deque()
         self.retries: deque[tuple[Envelope, int]] = deque()
@@ -105,14 +113,18 @@ class _Worker(Deliverer):
         retries = self.retries
         _worker.set(self)
         loop = asyncio.get_running_loop()
+        backend = self.backend
         while True:
             while queue:
-                # A batch at a time: retries that came due meanwhile go next. With
-                # emitters waiting for room, the batch ends at the low-water mark.
-                count = min(len(queue), _BATCH)
-                if self._space_waiters:
-                    count = max(1, min(count, len(queue) - self.low_water))
-                await self.deliver_queue(queue, count, self._failed)
+                if self.completions is not None or backend.tracking:
+                    await self._deliver_next()
+                else:
+                    # A batch at a time: retries that came due meanwhile go next. With
+                    # emitters waiting for room, the batch ends at the low-water mark.
+                    count = min(len(queue), _BATCH)
+                    if self._space_waiters:
+                        count = max(1, min(count, len(queue) - self.low_water))
+                    await self.deliver_queue(queue, count, self._failed)
                 if self._space_waiters and len(queue) <= self.low_water:
                     _release(self._space_waiters)
                 if retries:
@@ -128,19 +140,32 @@ class _Worker(Deliverer):
                 _release(self._idle_waiters)
             await self.waiter
 
+    async def _deliver_next(self) -> None:
+        """Deliver the next queued envelope on its own (its completion is recorded)."""
+        envelope = self.queue.popleft()
+        error = await self.deliver(envelope, 1)
+        if error is None:
+            self.backend.finished(envelope)
+        else:
+            self._failed(envelope, 1, error)
+
     async def _run_retries(self) -> None:
         retries = self.retries
         while retries:
             envelope, attempt = retries.popleft()
             error = await self.deliver(envelope, attempt)
-            if error is not None:
+            if error is None:
+                self.backend.finished(envelope)
+            else:
                 self._failed(envelope, attempt, error)
 
     def _failed(self, envelope: Envelope, attempt: int, error: BaseException) -> None:
         step = self.failure(envelope, attempt, error)
-        if step.action is Action.DEAD_LETTER:
-            self.backend.add_dead_letter(self.sub, envelope, attempt, error)
-        elif step.action is Action.RETRY:
+        if step.action is not Action.RETRY:
+            if step.action is Action.DEAD_LETTER:
+                self.backend.add_dead_letter(self.sub, envelope, attempt, error)
+            self.backend.finished(envelope)
+        else:
             handle: asyncio.TimerHandle | None = None
 
             def due() -> None:
@@ -185,6 +210,23 @@ class _Worker(Deliverer):
         return self.snapshot(self.pending)
 
 
+class _Tracked:
+    """An envelope from the outbox, until every subscriber finished it."""
+
+    __slots__ = ("done", "envelope", "remaining")
+
+    def __init__(self, envelope: Envelope, remaining: int, done: asyncio.Future[None]) -> None:
+        self.envelope = envelope
+        self.remaining = remaining
+        self.done = done
+
+
+def _forward_failure(task: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    """Fail ``done`` if the publish it tracks was refused (the bus stopped meanwhile)."""
+    if not task.cancelled() and task.exception() is not None and not done.done():
+        done.set_exception(task.exception())  # type: ignore[arg-type]
+
+
 def _release(waiters: list[asyncio.Future[None]]) -> None:
     for fut in waiters:
         if not fut.done():
@@ -213,6 +255,47 @@ class LocalBackend(Backend):
         self._queue_size = settings.queue_size
         self._listeners = self.hub._listeners  # read per publish: is anyone listening?
         self._history: deque[Envelope] | None = None
+        #: Where idempotent subscribers' completions are kept (the outbox's database
+        #: in durable local mode, see :meth:`use_completions`).
+        self.completions: Completions = MemoryCompletions(settings.idempotency_retention)
+        #: Durable local mode: envelopes handed over by the outbox relay, by ``id()``,
+        #: with the subscribers that have not finished them and the future to resolve.
+        self.tracking = settings.outbox_url is not None
+        self._tracked: dict[int, _Tracked] = {}
+
+    def use_completions(self, completions: Completions) -> None:
+        """Keep idempotent subscribers' completions in ``completions`` from now on."""
+        self.completions = completions
+        for worker in self._workers.values():
+            if worker.completions is not None:
+                worker.completions = completions
+
+    def publish_tracked(self, envelope: Envelope) -> asyncio.Future[None]:
+        """Publish an envelope from the outbox; the future resolves once every
+        subscriber has finished it (handled, dead-lettered or dropped)."""
+        done = asyncio.get_running_loop().create_future()
+        count = len(self._by_type.get(envelope.type, ()))
+        if not count:
+            done.set_result(None)
+            self.publish(envelope)  # live listeners still see it
+            return done
+        self._tracked[id(envelope)] = _Tracked(envelope, count, done)
+        pending = self.publish(envelope)
+        if pending is not None:
+            accepted = asyncio.ensure_future(pending)
+            accepted.add_done_callback(lambda task: _forward_failure(task, done))
+        return done
+
+    def finished(self, envelope: Envelope) -> None:
+        """One subscriber has finished ``envelope`` (durable local mode bookkeeping)."""
+        if self._tracked:
+            tracked = self._tracked.get(id(envelope))
+            if tracked is not None and tracked.envelope is envelope:
+                tracked.remaining -= 1
+                if tracked.remaining <= 0:
+                    del self._tracked[id(envelope)]
+                    if not tracked.done.done():
+                        tracked.done.set_result(None)
 
     async def start(self) -> None:
         self._running = True
@@ -233,6 +316,9 @@ class LocalBackend(Backend):
         abandoned = 0
         for worker in self._workers.values():
             abandoned += await worker.cancel()
+        tracked, self._tracked = self._tracked, {}
+        for entry in tracked.values():  # their outbox rows stay, for the next start
+            entry.done.cancel()
         if abandoned:
             logger.warning(
                 "local bus stopped after %.1fs with %d deliveries not done (lost)",
@@ -280,6 +366,7 @@ class LocalBackend(Backend):
             if len(queue) >= limit:
                 if not envelope.durable:
                     worker.dropped += 1
+                    self.finished(envelope)
                     continue
                 # A handler that emits must never wait on a queue that only
                 # its own progress can empty: emits from handlers may overflow.

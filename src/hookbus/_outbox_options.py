@@ -6,6 +6,9 @@
 ``HOOKBUS_OUTBOX_POLL``            seconds between looks at the outbox when nothing woke
                                    the relay (PostgreSQL wakes it at each commit)
 ``HOOKBUS_OUTBOX_KEEP``            seconds sent rows are kept (0: deleted once sent)
+``HOOKBUS_OUTBOX_RELAY``           ``0`` in processes that only write to the outbox
+``HOOKBUS_OUTBOX_LEASE``           durable local mode: seconds after which rows a crashed
+                                   process was handling are taken by another relay
 =================================  ====================================================
 """
 
@@ -23,6 +26,7 @@ __all__ = ["OutboxOptions"]
 DEFAULT_POLL = 0.5
 DEFAULT_BATCH = 200
 DEFAULT_BACKLOG_WARNING = 1000
+DEFAULT_LEASE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,13 @@ class OutboxOptions:
     * ``poll_interval``: seconds between looks when nothing woke the relay.
     * ``batch``: rows published per transaction of the relay.
     * ``keep_sent``: seconds sent rows are kept (``0``: deleted at once).
-    * ``backlog_warning``: rows waiting above which the relay logs a warning.
+    * ``backlog_warning``: rows waiting above which the relay logs a warning
+      (checked every few seconds, logged while the backlog grows).
+    * ``lease``: durable local mode (local mode with an outbox) — rows stay in
+      the outbox until every subscriber finished them; a relay renews its
+      claim on them meanwhile, and rows of a process that died are taken
+      again by another relay ``lease`` seconds later (by the next start at
+      once on SQLite, which has one relay).
     """
 
     relay: bool = True
@@ -42,12 +52,13 @@ class OutboxOptions:
     batch: int = DEFAULT_BATCH
     keep_sent: float = 0.0
     backlog_warning: int = DEFAULT_BACKLOG_WARNING
+    lease: float = DEFAULT_LEASE
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "keep_sent"):
+        for name in ("poll_interval", "keep_sent", "lease"):
             value = getattr(self, name)
-            positive = value > 0 if name == "poll_interval" else value >= 0
-            if not (isinstance(value, int | float) and math.isfinite(value) and positive):
+            least = 0.0 if name == "keep_sent" else math.ulp(0.0)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= least):
                 raise ConfigurationError(
                     f"outbox {name} must be a number of seconds, got {value!r}"
                 )
@@ -66,4 +77,5 @@ _VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("relay", "HOOKBUS_OUTBOX_RELAY", "bool"),
     ("poll_interval", "HOOKBUS_OUTBOX_POLL", "float"),
     ("keep_sent", "HOOKBUS_OUTBOX_KEEP", "float"),
+    ("lease", "HOOKBUS_OUTBOX_LEASE", "float"),
 )

@@ -18,6 +18,8 @@ Environment (read by :meth:`Settings.from_env`, the default of ``EventBus()``):
 ``HOOKBUS_RETRY_BASE_DELAY``   seconds, first retry delay
 ``HOOKBUS_RETRY_MAX_DELAY``    seconds, longest retry delay
 ``HOOKBUS_STOP_TIMEOUT``       seconds granted to in-flight handlers on stop
+``HOOKBUS_IDEMPOTENCY_RETENTION``  seconds completion records of idempotent
+                               subscribers are kept (default 7 days)
 ``HOOKBUS_SOURCE``             CloudEvents ``source`` of emitted events
 =============================  ===========================================
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypedDict
 
 from ._amqp_url import parse_amqp_url
+from ._completions import DEFAULT_RETENTION
 from ._exceptions import ConfigurationError
 from ._outbox_options import OutboxOptions
 from ._rabbitmq_options import RabbitMQOptions
@@ -67,6 +70,7 @@ class SettingsOptions(TypedDict, total=False):
     max_dead_letters: int
     sync_workers: int | None
     source: str
+    idempotency_retention: float
     redis: RedisOptions
     rabbitmq: RabbitMQOptions
     outbox: OutboxOptions
@@ -91,6 +95,8 @@ class Settings:
     max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
     sync_workers: int | None = None
     source: str = DEFAULT_SOURCE
+    #: Seconds the completion records of idempotent subscribers are kept.
+    idempotency_retention: float = DEFAULT_RETENTION
     redis: RedisOptions = field(default_factory=RedisOptions)
     rabbitmq: RabbitMQOptions = field(default_factory=RabbitMQOptions)
     outbox_url: str | None = None
@@ -133,6 +139,15 @@ class Settings:
         ):
             raise ConfigurationError(
                 f"stop_timeout must be a finite number >= 0 seconds, got {self.stop_timeout!r}"
+            )
+        if not (
+            isinstance(self.idempotency_retention, int | float)
+            and math.isfinite(self.idempotency_retention)
+            and self.idempotency_retention > 0
+        ):
+            raise ConfigurationError(
+                "idempotency_retention must be a finite number > 0 seconds, got "
+                f"{self.idempotency_retention!r}"
             )
         if self.sync_workers is not None and self.sync_workers < 1:
             raise ConfigurationError(f"sync_workers must be >= 1, got {self.sync_workers!r}")
@@ -181,6 +196,7 @@ class Settings:
             ("max_event_size", "HOOKBUS_MAX_EVENT_SIZE", int),
             ("queue_size", "HOOKBUS_QUEUE_SIZE", int),
             ("stop_timeout", "HOOKBUS_STOP_TIMEOUT", float),
+            ("idempotency_retention", "HOOKBUS_IDEMPOTENCY_RETENTION", float),
         ):
             if var in env:
                 values[name] = _parse(var, env[var], kind)
@@ -223,6 +239,7 @@ _VARIABLES = {
     "HOOKBUS_MAX_EVENT_SIZE": "max_event_size",
     "HOOKBUS_QUEUE_SIZE": "queue_size",
     "HOOKBUS_STOP_TIMEOUT": "stop_timeout",
+    "HOOKBUS_IDEMPOTENCY_RETENTION": "idempotency_retention",
     "HOOKBUS_MAX_ATTEMPTS": "retry",
     "HOOKBUS_RETRY_BASE_DELAY": "retry",
     "HOOKBUS_RETRY_MAX_DELAY": "retry",

@@ -33,6 +33,8 @@ class Subscription:
     retry: RetryPolicy
     timeout: float | None
     is_async: bool
+    #: Effectively-once: an event id this subscriber already completed is skipped.
+    idempotent: bool = False
 
     @property
     def event_name(self) -> str:
@@ -54,7 +56,8 @@ class SubscriberStats:
     up their attempts; ``dropped``: ephemeral events not delivered because the
     subscriber's queue was full; ``queued``: not finished yet in this
     process; ``lost`` (redis mode): entries that vanished from the stream
-    while pending, before they could be handled.
+    while pending, before they could be handled; ``skipped``: deliveries of
+    events an idempotent subscriber had completed already (not run again).
     """
 
     subscriber: str
@@ -66,6 +69,7 @@ class SubscriberStats:
     dropped: int
     queued: int
     lost: int = 0
+    skipped: int = 0
 
 
 def default_subscriber_id(handler: Callable[..., Any]) -> str:

@@ -15,6 +15,8 @@ consumer of the group left pending longer than ``claim_idle`` (it died),
 with XAUTOCLAIM; entries deleted from the stream meanwhile are counted as
 lost and logged. Entries it holds (being handled, waiting for a retry, or
 read but not yet handled) are renewed regularly so nobody takes them over.
+An idempotent subscriber's completions are recorded by the script that
+acknowledges its entries (:mod:`.completions`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -33,8 +36,10 @@ from .._envelope import Envelope
 from .._exceptions import InvalidEnvelopeError, error_text
 from .._subscription import SubscriberStats, Subscription
 from .client import is_nogroup, is_transient, refresh_routes
+from .completions import RedisCompletions
 from .dead_letters import DeadLetterStore, UnwrittenLetter
 from .groups import create_group, delivery_counts, hand_back, record_lost
+from .scripts import ACK_DONE
 from .shared import RedisShared
 
 __all__ = ["StreamConsumer"]
@@ -58,7 +63,8 @@ class StreamConsumer(Deliverer):
     """Delivers one subscription's stream to its handler, in this process."""
 
     def __init__(self, shared: RedisShared, sub: Subscription) -> None:
-        super().__init__(sub, shared.executor)
+        self._records = RedisCompletions(shared)
+        super().__init__(sub, shared.executor, self._records)
         self.shared = shared
         keys = shared.keys
         self.group = sub.id
@@ -77,6 +83,9 @@ class StreamConsumer(Deliverer):
         self._timers: set[asyncio.TimerHandle] = set()
         self._held: dict[bytes, set[bytes]] = {self.stream: set(), self.requeue: set()}
         self._acks: dict[bytes, list[bytes]] = {self.stream: [], self.requeue: []}
+        #: Event ids completed (idempotent subscription), recorded with the acks.
+        self._completed: list[str] = []
+        self._ack_done: Any = None
         self._last_read: dict[bytes, bytes] = {}
         self.max_event_size = shared.settings.max_event_size
         # The command name as bytes: redis-py then returns the reply as it came,
@@ -331,7 +340,14 @@ class StreamConsumer(Deliverer):
             self._held[letter.stream].discard(letter.entry_id)
         self._unwritten_backoff.reset()
 
+    async def completed(self, envelope: Envelope) -> None:
+        """Recorded with the acknowledgement (:meth:`_flush_acks`), atomically."""
+        self._completed.append(envelope.id)
+
     async def _flush_acks(self) -> None:
+        if self._completed:
+            await self._flush_acks_and_records()
+            return
         client = self.shared.client
         for stream, ids in self._acks.items():
             if not ids:
@@ -344,10 +360,40 @@ class StreamConsumer(Deliverer):
                 await pipe.execute()
             else:
                 await client.xack(stream, self.group, *batch)
-            del ids[: len(batch)]
-            held = self._held[stream]
-            for entry_id in batch:
-                held.discard(entry_id)
+            self._acked(stream, len(batch))
+
+    async def _flush_acks_and_records(self) -> None:
+        """Acknowledge and record completions in one script (``scripts.ACK_DONE``)."""
+        client = self.shared.client
+        if self._ack_done is None or self._ack_done.registered_client is not client:
+            self._ack_done = client.register_script(ACK_DONE)
+        done = list(self._completed)
+        main = list(self._acks[self.stream])
+        again = list(self._acks[self.requeue])
+        await self._ack_done(
+            keys=[self._records.key(self.sub), self.stream, self.requeue],
+            args=[
+                self.group,
+                int(time.time() * 1000),
+                self._records.horizon_ms(),
+                len(done),
+                *done,
+                len(main),
+                *main,
+                *again,
+            ],
+        )
+        del self._completed[: len(done)]
+        self._acked(self.stream, len(main))
+        self._acked(self.requeue, len(again))
+
+    def _acked(self, stream: bytes, count: int) -> None:
+        """The first ``count`` ids waiting for acknowledgement on ``stream`` are done."""
+        ids = self._acks[stream]
+        held = self._held[stream]
+        for entry_id in ids[:count]:
+            held.discard(entry_id)
+        del ids[:count]
 
     # -- recovery ----------------------------------------------------------------
 

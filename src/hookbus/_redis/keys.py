@@ -20,6 +20,9 @@ one server                                     cluster
   stream of one durable event type
 ``<p>:requeue:<type>:<subscriber>``            ``<p>:requeue:{<type>}:<subscriber>``
   dead letters sent back to one subscriber
+``<p>:done:<type>:<subscriber>``              ``<p>:done:{<type>}:<subscriber>``
+  sorted set: events an idempotent subscriber
+  completed (event id -> time, in ms)
 ``<p>:dead``                                   ``<p>:dead:{<type>}``
   dead-letter stream
 ``<p>:published``                              ``<p>:published:{<type>}``
@@ -73,6 +76,10 @@ class Keys:
     def requeue(self, event_type: str, subscriber: str) -> str:
         """The stream of dead letters re-queued for one subscriber."""
         return f"{self._of_type('requeue', event_type)}:{subscriber}"
+
+    def done(self, event_type: str, subscriber: str) -> str:
+        """The sorted set of events an idempotent subscriber completed (id -> time in ms)."""
+        return f"{self._of_type('done', event_type)}:{subscriber}"
 
     def dead(self, event_type: str) -> str:
         """The dead-letter stream holding ``event_type``'s dead letters (one stream for

@@ -22,13 +22,18 @@ transaction runs its other commands when one fails).
 ``REQUEUE``: send a dead letter's payload back to its subscriber's re-queue
 stream and delete the letter, both or neither.
 
+``ACK_DONE``: acknowledge an idempotent subscriber's entries and record the
+events it completed, both or neither: an entry is never acknowledged
+without its record, nor recorded without being acknowledged. Records older
+than the retention are removed on the way.
+
 Every script touches the keys of one event type only: on a cluster they
 share a slot (see :mod:`hookbus._redis.keys`).
 """
 
 from __future__ import annotations
 
-__all__ = ["DEAD_LETTER", "REQUEUE", "STORE", "TRIM", "parse_live_message"]
+__all__ = ["ACK_DONE", "DEAD_LETTER", "REQUEUE", "STORE", "TRIM", "parse_live_message"]
 
 # KEYS: the stream of each event type of the batch, in order, then the hash counting
 # ephemeral messages per channel (live feeds compare it to what they got).
@@ -109,6 +114,23 @@ REQUEUE = """
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[2])
 return 1
+"""
+
+# KEYS[1] the subscriber's completion records (sorted set: event id -> time in ms),
+# KEYS[2] the stream, KEYS[3] the re-queue stream; ARGV[1] group, ARGV[2] now (ms),
+# ARGV[3] the oldest time kept (ms), ARGV[4] n, ARGV[5 .. 4+n] the event ids completed,
+# ARGV[5+n] m, then m entry ids of the stream, then the entry ids of the re-queue stream.
+ACK_DONE = """
+local n = tonumber(ARGV[4])
+for i = 5, 4 + n do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local m = tonumber(ARGV[5 + n])
+for i = 6 + n, 5 + n + m do redis.call('XACK', KEYS[2], ARGV[1], ARGV[i]) end
+for i = 6 + n + m, #ARGV do
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[3], ARGV[i])
+end
+return n
 """
 
 

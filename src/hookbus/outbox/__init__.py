@@ -8,7 +8,13 @@ or asyncpg); without it, importing this module raises a
 :class:`~hookbus.ConfigurationError` that says so.
 
 * :func:`create_tables` creates the outbox's tables;
-* :data:`metadata` is their SQLAlchemy ``MetaData`` (for Alembic).
+* :data:`metadata` is their SQLAlchemy ``MetaData`` (for Alembic);
+* :func:`record_completion` records, in an idempotent handler's own
+  transaction, that its event is done (the inbox): the handler's effect
+  then happens once, whatever is redelivered.
+
+In local mode, an outbox makes the bus durable: rows stay in the outbox
+until every subscriber finished them (see :mod:`._durable_local`).
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ from .._exceptions import ConfigurationError
 if importlib.util.find_spec("sqlalchemy") is None:  # pragma: no cover - depends on the environment
     raise ConfigurationError("the outbox needs SQLAlchemy: pip install 'hookbus[outbox]'")
 
+from ._durable_local import DurableLocalRelay
+from ._inbox import InboxCompletions, record_completion
 from ._relay import OutboxRelay, OutboxStatistics
 from ._tables import create_tables, inbox_table, metadata, outbox_table
 from ._writer import write
 
 __all__ = [
+    "DurableLocalRelay",
+    "InboxCompletions",
     "OutboxRelay",
     "OutboxStatistics",
     "create_tables",
     "inbox_table",
     "metadata",
     "outbox_table",
+    "record_completion",
     "write",
 ]

@@ -16,6 +16,11 @@ with backoff — nothing is lost, nothing raised to the code that emitted.
 
 A row that cannot be decoded any more (its event type no longer declared,
 or garbage) is marked with the error and skipped: it blocks nothing.
+
+Every few seconds the relay also looks at the backlog (logged while it
+grows past ``backlog_warning``) and deletes inbox records older than the
+idempotency retention. In local mode the relay is a
+:class:`~hookbus.outbox._durable_local.DurableLocalRelay` instead.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +42,7 @@ from .._envelope import Envelope, decode_envelope
 from .._event import declared
 from .._exceptions import InvalidEnvelopeError, error_text
 from .._outbox_options import OutboxOptions
+from ._inbox import InboxCompletions
 from ._tables import outbox_table
 from ._writer import NOTIFY_CHANNEL
 
@@ -44,6 +51,9 @@ __all__ = ["OutboxRelay", "OutboxStatistics"]
 logger = logging.getLogger("hookbus")
 
 Publish = Callable[[Envelope], Awaitable[None] | None]
+
+_HOUSEKEEPING = 5.0  # seconds between looks at the backlog (and old inbox records)
+_PAUSE_GRACE = 5.0  # seconds a pass in progress may take to end when the bus stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +71,20 @@ class OutboxStatistics:
 class OutboxRelay:
     """Publishes the outbox's committed rows through ``publish``."""
 
-    def __init__(self, url: str, publish: Publish, options: OutboxOptions) -> None:
+    def __init__(
+        self, url: str, publish: Publish, options: OutboxOptions, retention: float
+    ) -> None:
         self._url = url
         self._publish = publish
         self._options = options
+        self._retention = retention
         self.engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._listener: Any = None
+        self._housekeeping_due = 0.0
+        self._last_backlog = 0
+        self._stopping = False
         self.relayed = 0
 
     @property
@@ -76,9 +92,15 @@ class OutboxRelay:
         """Whether the outbox is on PostgreSQL (row locks, LISTEN/NOTIFY)."""
         return self.engine is not None and self.engine.dialect.name == "postgresql"
 
-    async def start(self, relay: bool) -> None:
-        """Open the engine; with ``relay``, start relaying in the background."""
+    async def open(self) -> AsyncEngine:
+        """Open the engine (the outbox can be written to); return it."""
         self.engine = create_async_engine(self._url)
+        return self.engine
+
+    async def start(self, relay: bool) -> None:
+        """Open the engine if needed; with ``relay``, start relaying in the background."""
+        if self.engine is None:
+            await self.open()
         if relay:
             if self.postgres:
                 await self._listen()
@@ -86,13 +108,23 @@ class OutboxRelay:
                 self._run(), name="hookbus:outbox-relay"
             )
 
-    async def stop(self) -> None:
-        """Stop relaying (a pass in progress is cancelled: its transaction rolls back)."""
+    async def pause(self) -> None:
+        """Take no more rows: the pass in progress may end (for a few seconds; after
+        that it is cancelled and its transaction rolls back)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), _PAUSE_GRACE)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def stop(self) -> None:
+        """Stop relaying and close the engine."""
+        await self.pause()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -121,25 +153,31 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = Backoff(cap=5.0)
-        while True:
+        while not self._stopping:
             # Cleared before the pass, not after: a commit notified during the pass
             # leaves the flag set, and the next pass follows at once.
             self._wakeup.clear()
             try:
                 sent = await self.relay_once()
+                if time.monotonic() >= self._housekeeping_due:
+                    await self._housekeeping()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning(
                     "hookbus outbox: relay pass failed (%s); rows wait", error_text(exc, 300)
                 )
-                await asyncio.sleep(backoff.next_delay())
+                await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
             if sent < self._options.batch:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._options.poll_interval):
-                        await self._wakeup.wait()
+                await self._sleep(self._options.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if woken (a commit, a completion, the bus stopping)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
 
     async def relay_once(self) -> int:
         """One pass: publish up to ``batch`` of the oldest rows; how many were sent.
@@ -197,6 +235,20 @@ class OutboxRelay:
         for row_id, error in poisoned:
             logger.error("hookbus outbox: row %s cannot be published: %s", row_id, error)
             await connection.execute(update(table).where(table.c.id == row_id).values(error=error))
+
+    async def _housekeeping(self) -> None:
+        """Log a growing backlog; delete inbox records past the retention."""
+        self._housekeeping_due = time.monotonic() + _HOUSEKEEPING
+        assert self.engine is not None
+        stats = await self.statistics()
+        if stats.waiting > self._options.backlog_warning and stats.waiting > self._last_backlog:
+            logger.warning(
+                "hookbus outbox: %d rows waiting, the oldest for %.1fs (is the backend down?)",
+                stats.waiting,
+                stats.oldest_age or 0.0,
+            )
+        self._last_backlog = stats.waiting
+        await InboxCompletions(self.engine, self._retention).forget_old()
 
     async def statistics(self) -> OutboxStatistics:
         """The backlog, read from the table."""

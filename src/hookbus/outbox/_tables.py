@@ -36,6 +36,9 @@ outbox_table = Table(
     Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
     #: Why a row could not be published (a poison row: skipped, kept for inspection).
     Column("error", Text, nullable=True),
+    #: Durable local mode: the row is being handled by a relay's process until then
+    #: (renewed while it is; a crashed process's rows are taken again after it).
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
 )
 
 #: One row per (subscriber, event) an inbox-backed handler completed, written in the

@@ -11,7 +11,7 @@ from .._envelope import Envelope
 from .._exceptions import ConfigurationError
 from ._tables import outbox_table
 
-__all__ = ["NOTIFY_CHANNEL", "write"]
+__all__ = ["NOTIFY_CHANNEL", "dialect_name", "write"]
 
 #: PostgreSQL channel the relay listens to: a row committed wakes it at once.
 NOTIFY_CHANNEL = "hookbus_outbox"
@@ -34,12 +34,13 @@ async def write(session: Any, envelope: Envelope) -> None:
         "created_at": datetime.now(UTC),
     }
     await execute(insert(outbox_table).values(**row))
-    if await _dialect(session) == "postgresql":
+    if await dialect_name(session) == "postgresql":
         # Delivered when the transaction commits, not before (and not on rollback).
         await execute(select(_pg_notify()))
 
 
-async def _dialect(session: Any) -> str:
+async def dialect_name(session: Any) -> str:
+    """The database kind (``"postgresql"``, ``"sqlite"``...) behind a session or connection."""
     dialect = getattr(session, "dialect", None)  # AsyncConnection
     if dialect is None:
         connection = await session.connection()  # AsyncSession

@@ -41,6 +41,7 @@ from .._exceptions import (
 )
 from .._retry import RetryPolicy
 from ._hostile import HostileHandlerConformance
+from ._idempotent_conformance import IdempotentConformance
 from ._recorder import Recorder
 from ._thread_conformance import ThreadEmitConformance
 
@@ -78,12 +79,13 @@ async def running(bus: EventBus) -> AsyncIterator[EventBus]:
         yield bus
 
 
-class BusConformance(HostileHandlerConformance, ThreadEmitConformance):
+class BusConformance(HostileHandlerConformance, ThreadEmitConformance, IdempotentConformance):
     """Subclass it and define the ``make_bus`` fixture (see the module docs).
 
-    Tests of hostile handlers and of ``emit_sync`` (emitting from threads) are
-    inherited from :mod:`hookbus.testing._hostile` and
-    :mod:`hookbus.testing._thread_conformance`.
+    Tests of hostile handlers, of ``emit_sync`` (emitting from threads) and of
+    idempotent subscribers are inherited from :mod:`hookbus.testing._hostile`,
+    :mod:`hookbus.testing._thread_conformance` and
+    :mod:`hookbus.testing._idempotent_conformance`.
     """
 
     @pytest.fixture
