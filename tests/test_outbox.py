@@ -181,10 +181,15 @@ async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
             bus_options={"outbox_url": url, "outbox": OutboxOptions(poll_interval=0.02)},
         )
         books = Counter[int]()
+        once = Counter[int]()
 
         @bus.on(SaleClosed, name="books")
         async def book(event: SaleClosed) -> None:
             books[event.sale_id] += 1
+
+        @bus.on(SaleClosed, name="books-once", idempotent=True)
+        async def book_once(event: SaleClosed) -> None:
+            once[event.sale_id] += 1
 
         async with bus:
             await close_sale(engine, bus, 0)
@@ -197,10 +202,11 @@ async def test_commits_while_redis_is_down_are_delivered_once_it_is_back(
             assert (await bus.outbox_statistics()).waiting >= 900
             await asyncio.to_thread(server.start)
             async with asyncio.timeout(60):
-                while len(books) < 1001:  # noqa: ASYNC110 - handled by the subscriber
+                while len(books) < 1001 or len(once) < 1001:  # noqa: ASYNC110 - handlers
                     await asyncio.sleep(0.05)
             stats = await settled(bus)
     assert set(books) == set(range(1001))
+    assert once == Counter(range(1001))  # the effectively-once subscriber: nothing twice
     assert stats.waiting == 0
     print(f"1000 sales committed while Redis was down, {sum(books.values()) - 1001} handled twice")
 
@@ -328,8 +334,12 @@ async def test_commits_of_a_process_killed_before_relaying_are_delivered_after_r
     assert await child.wait() == -signal.SIGKILL
     bus = local_bus(url)
     books = Recorder[SaleClosed]()
+    once = Recorder[SaleClosed]()
     bus.subscribe(SaleClosed, books, name="books")
+    bus.subscribe(SaleClosed, once, name="books-once", idempotent=True)
     async with bus:
         await books.wait_for(50)
+        await once.wait_for(50)
         await settled(bus)
     assert books.ids == ids
+    assert once.ids == ids

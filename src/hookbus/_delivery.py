@@ -48,6 +48,7 @@ __all__ = [
     "Deliverer",
     "Invoker",
     "Next",
+    "RecordsUnavailableError",
     "bus_stopping",
     "make_invoker",
 ]
@@ -56,6 +57,11 @@ logger = logging.getLogger("hookbus")
 
 #: What a backend calls for each delivery: an async function of the event.
 Invoker = Callable[[Event], Awaitable[Any]]
+
+
+class RecordsUnavailableError(Exception):
+    """An idempotent subscriber's completion records could not be read (their store is
+    unreachable): the delivery waits, no attempt is counted."""
 
 
 class Action(enum.Enum):
@@ -125,21 +131,26 @@ class Deliverer:
     async def deliver(self, envelope: Envelope, attempt: int) -> BaseException | None:
         """Run the handler on ``envelope`` (try number ``attempt``) and count the outcome.
 
-        Returns ``None`` on success, else the error the handler raised (pass it
-        to :meth:`failure`). Re-raises :class:`asyncio.CancelledError` only when
-        the bus is stopping.
+        Returns ``None`` on success (or when an idempotent subscriber had
+        completed the event: skipped), else the error the handler raised (pass
+        it to :meth:`failure`). Re-raises :class:`asyncio.CancelledError` only
+        when the bus is stopping, and raises :class:`RecordsUnavailableError`
+        when the completion records cannot be read: the handler did not run,
+        the backend tries again later without counting an attempt.
         """
         self.current = envelope
         self.attempt = attempt
         completions = self.completions
         if completions is not None:
             try:
-                if await completions.done(self.sub, envelope):
-                    self.skipped += 1
-                    return None
-            except Exception as exc:  # cannot tell: an attempt that failed, retried later
-                self.failed += 1
-                return RuntimeError(f"cannot read the completion records: {exc!r}")
+                skip = await completions.done(self.sub, envelope)
+            except Exception as exc:
+                raise RecordsUnavailableError(
+                    f"subscriber {self.sub.id}: cannot read its completion records ({exc!r})"
+                ) from exc
+            if skip:
+                self.skipped += 1
+                return None
         try:
             await self.invoke(envelope.event)
         except Exception as exc:

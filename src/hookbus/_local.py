@@ -33,7 +33,7 @@ from ._capabilities import Capabilities
 from ._completions import Completions, MemoryCompletions
 from ._context import _worker
 from ._dead_letter import DeadLetter, error_type_name
-from ._delivery import Action, Deliverer
+from ._delivery import Action, Deliverer, RecordsUnavailableError
 from ._envelope import Envelope
 from ._exceptions import (
     BusClosedError,
@@ -67,6 +67,7 @@ class _Worker(Deliverer):
         "queue",
         "retries",
         "task",
+        "unavailable",
         "waiter",
     )
 
@@ -81,6 +82,8 @@ class _Worker(Deliverer):
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        #: Deliveries in a row that found the completion records unreachable.
+        self.unavailable = 0
 
     # -- emit side ---------------------------------------------------------
 
@@ -142,22 +145,27 @@ class _Worker(Deliverer):
 
     async def _deliver_next(self) -> None:
         """Deliver the next queued envelope on its own (its completion is recorded)."""
-        envelope = self.queue.popleft()
-        error = await self.deliver(envelope, 1)
-        if error is None:
-            self.backend.finished(envelope)
-        else:
-            self._failed(envelope, 1, error)
+        await self._deliver_one(self.queue.popleft(), 1)
 
     async def _run_retries(self) -> None:
         retries = self.retries
         while retries:
-            envelope, attempt = retries.popleft()
+            await self._deliver_one(*retries.popleft())
+
+    async def _deliver_one(self, envelope: Envelope, attempt: int) -> None:
+        try:
             error = await self.deliver(envelope, attempt)
-            if error is None:
-                self.backend.finished(envelope)
-            else:
-                self._failed(envelope, attempt, error)
+        except RecordsUnavailableError as exc:  # the outbox database is down: wait for it
+            self.unavailable += 1
+            delay = self.sub.retry.delay(min(self.unavailable, 10))
+            logger.warning("%s; %s %s waits %.1fs", exc, envelope.type, envelope.id, delay)
+            self._later(envelope, attempt, delay)
+            return
+        self.unavailable = 0
+        if error is None:
+            self.backend.finished(envelope)
+        else:
+            self._failed(envelope, attempt, error)
 
     def _failed(self, envelope: Envelope, attempt: int, error: BaseException) -> None:
         step = self.failure(envelope, attempt, error)
@@ -166,16 +174,20 @@ class _Worker(Deliverer):
                 self.backend.add_dead_letter(self.sub, envelope, attempt, error)
             self.backend.finished(envelope)
         else:
-            handle: asyncio.TimerHandle | None = None
+            self._later(envelope, attempt + 1, step.delay)
 
-            def due() -> None:
-                assert handle is not None
-                self._timers.discard(handle)
-                self.retries.append((envelope, attempt + 1))
-                self.wake()
+    def _later(self, envelope: Envelope, attempt: int, delay: float) -> None:
+        """Deliver ``envelope`` again (as try ``attempt``) in ``delay`` seconds."""
+        handle: asyncio.TimerHandle | None = None
 
-            handle = asyncio.get_running_loop().call_later(step.delay, due)
-            self._timers.add(handle)
+        def due() -> None:
+            assert handle is not None
+            self._timers.discard(handle)
+            self.retries.append((envelope, attempt))
+            self.wake()
+
+        handle = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(handle)
 
     async def wait_idle(self) -> None:
         if self.idle:

@@ -15,8 +15,8 @@ an ephemeral event, dropped), and only then deletes it (or marks it sent):
    have their lease renewed, a third of a lease before it runs out.
 
 When the process dies, its rows are claimed again once their lease has run
-out (``OutboxOptions.lease``) — on SQLite, where one relay serves a
-database file, the next start frees them at once. They are then delivered
+out (``OutboxOptions.lease``) — on SQLite, where one relay at a time
+serves a database file, the process that takes over frees them at once. They are then delivered
 to every subscriber again: idempotent subscribers that had completed them
 skip them, since their completions are in the same database.
 
@@ -64,12 +64,9 @@ class DurableLocalRelay(OutboxRelay):
         self._finished: list[int] = []
         self._renew_due = 0.0
 
-    async def start(self, relay: bool) -> None:
-        if self.engine is None:
-            await self.open()
-        if relay and not self.postgres:
-            await self._free(None)  # the one relay of this file: claims left are a crash's
-        await super().start(relay)
+    async def took_over(self) -> None:
+        """The one relay of this SQLite file now: claims left are a dead relay's."""
+        await self._free(None)
 
     async def stop(self) -> None:
         """Settle what finished, free what did not (for the next start), close."""

@@ -11,8 +11,10 @@ with backoff — nothing is lost, nothing raised to the code that emitted.
   of relays (processes) share the work and never send one row twice in
   parallel; every commit of a row sends ``NOTIFY hookbus_outbox``, which
   wakes the relays at once (polling every ``poll_interval`` as a fallback).
-* **SQLite**: no row locks: run one relay per database file
-  (``OutboxOptions(relay=False)`` in the other processes). The relay polls.
+* **SQLite**: no row locks: one relay per database file at a time. Any
+  number of processes may start one: the one holding the file's relay lock
+  relays, the others stand by and take over when it dies
+  (:mod:`._relay_lock`). The relay polls.
 
 A row that cannot be decoded any more (its event type no longer declared,
 or garbage) is marked with the error and skipped: it blocks nothing.
@@ -43,6 +45,7 @@ from .._event import declared
 from .._exceptions import InvalidEnvelopeError, error_text
 from .._outbox_options import OutboxOptions
 from ._inbox import InboxCompletions
+from ._relay_lock import RelayLock
 from ._tables import outbox_table
 from ._writer import NOTIFY_CHANNEL
 
@@ -85,6 +88,7 @@ class OutboxRelay:
         self._housekeeping_due = 0.0
         self._last_backlog = 0
         self._stopping = False
+        self._lock: RelayLock | None = None
         self.relayed = 0
 
     @property
@@ -102,6 +106,8 @@ class OutboxRelay:
         if self.engine is None:
             await self.open()
         if relay:
+            assert self.engine is not None
+            self._lock = RelayLock(self.engine.url)
             if self.postgres:
                 await self._listen()
             self._task = asyncio.get_running_loop().create_task(
@@ -125,6 +131,9 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop relaying and close the engine."""
         await self.pause()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -153,11 +162,23 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = Backoff(cap=5.0)
+        lock = self._lock
+        assert lock is not None
+        taking_over = False
         while not self._stopping:
             # Cleared before the pass, not after: a commit notified during the pass
             # leaves the flag set, and the next pass follows at once.
             self._wakeup.clear()
+            if not lock.held:
+                if not lock.acquire():  # another process relays this SQLite file
+                    await self._sleep(self._options.poll_interval)
+                    continue
+                logger.info("hookbus outbox: this process relays %s", lock.path)
+                taking_over = True
             try:
+                if taking_over:
+                    await self.took_over()
+                    taking_over = False
                 sent = await self.relay_once()
                 if time.monotonic() >= self._housekeeping_due:
                     await self._housekeeping()
@@ -172,6 +193,9 @@ class OutboxRelay:
             backoff.reset()
             if sent < self._options.batch:
                 await self._sleep(self._options.poll_interval)
+
+    async def took_over(self) -> None:
+        """Called when this process becomes the relay of an SQLite file."""
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds``, or less if woken (a commit, a completion, the bus stopping)."""
