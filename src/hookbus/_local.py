@@ -272,7 +272,7 @@ class LocalBackend(Backend):
         self.completions: Completions = MemoryCompletions(settings.idempotency_retention)
         #: Durable local mode: envelopes handed over by the outbox relay, by ``id()``,
         #: with the subscribers that have not finished them and the future to resolve.
-        self.tracking = settings.outbox_url is not None
+        self.tracking = settings.outbox_url is not None and settings.mode == "local"
         self._tracked: dict[int, _Tracked] = {}
 
     def use_completions(self, completions: Completions) -> None:
