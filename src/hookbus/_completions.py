@@ -10,7 +10,8 @@ recorded. Where the records live decides what survives what:
   database when an outbox is configured (durable local mode);
 * redis mode: a sorted set per subscriber and type, written in the same
   transaction as the acknowledgement;
-* rabbitmq mode: a stream per subscriber, read into memory by its consumers.
+* rabbitmq mode: a stream per subscriber and type, read into memory and
+  followed by its consumers.
 
 Records are kept ``idempotency_retention`` seconds (default 7 days): a
 duplicate older than that runs the handler again.

@@ -13,6 +13,12 @@ both add up. After ``max_attempts``, the event becomes a dead letter
 (confirmed), then is acknowledged. A message that is not a valid envelope of
 the subscribed type is a dead letter at once, with its bytes.
 
+An idempotent subscription's consumer first reads the subscription's
+completion records (:mod:`.completions`) and keeps following them; a
+delivery is then skipped when its event id was completed, and a completion
+is recorded (confirmed) before the message is acknowledged. Other
+subscriptions have no such store and nothing on their path changes.
+
 When the process stops, the channel closes: what it held unacknowledged
 goes back to the queue for the other consumers at once.
 """
@@ -34,6 +40,7 @@ from .._delivery import Action, Deliverer
 from .._envelope import Envelope, decode_envelope
 from .._exceptions import InvalidEnvelopeError
 from .._subscription import SubscriberStats, Subscription
+from .completions import StreamCompletions
 from .dead_letters import DeadLetterLog
 from .names import retry_bucket_ms
 from .publisher import Publisher
@@ -61,7 +68,11 @@ class QueueConsumer(Deliverer):
         publisher: Publisher,
         dead_letters: DeadLetterLog,
     ) -> None:
-        super().__init__(sub, shared.executor)
+        #: The completion records, for an idempotent subscription only.
+        self.records = (
+            StreamCompletions(shared, sub, topology, publisher) if sub.idempotent else None
+        )
+        super().__init__(sub, shared.executor, self.records)
         self.shared = shared
         self.queue_name = shared.names.queue(sub.event_name, sub.id)
         self._topology = topology
@@ -87,12 +98,18 @@ class QueueConsumer(Deliverer):
         return len(self._inbox) + (0 if self.current is None else 1)
 
     async def declare(self) -> None:
-        """Declare the subscription's queue, and its type's history stream."""
+        """Declare the subscription's queue, its type's history stream, and (idempotent
+        subscription) its completion stream."""
         await self._topology.subscriber_queue(self.sub.event_name, self.sub.id)
         await self._topology.history(self.sub.event_name)
+        if self.records is not None:
+            await self.records.declare()
 
     async def start(self) -> None:
-        """Begin consuming (on a channel of its own)."""
+        """Begin consuming (on a channel of its own); an idempotent subscription once
+        its completion records are read."""
+        if self.records is not None:
+            await self.records.open()
         connection = self.shared.live_connection()
         self._channel = await connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self.shared.options.prefetch)
@@ -260,6 +277,9 @@ class QueueConsumer(Deliverer):
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
                 await channel.close()
+        if self.records is not None:
+            with contextlib.suppress(Exception):
+                await self.records.close()
 
     def stats(self) -> SubscriberStats:
         """The subscription's counters in this process."""

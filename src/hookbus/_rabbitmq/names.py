@@ -12,6 +12,8 @@ All names live under one prefix (option ``prefix``, default ``hookbus``):
                                                 dead-lettered back to its queue
 ``<p>.history.<type>``                          stream: every durable event of a type (replay,
                                                 feed resume), bounded by the history options
+``<p>.done.<type>.<subscriber>``                stream: the event ids an idempotent subscriber
+                                                completed, kept ``idempotency_retention``
 ``<p>.dead``                                    stream: dead letters, and the records of their
                                                 retry or discard
 ``<p>.live.<consumer>``                         exclusive, auto-deleted queue of one process:
@@ -65,6 +67,10 @@ class Names:
     def history(self, event_type: str) -> str:
         """The stream keeping every durable event of ``event_type``."""
         return f"{self.prefix}.history.{event_type}"
+
+    def completions(self, event_type: str, subscriber: str) -> str:
+        """The stream of the events an idempotent subscriber completed."""
+        return f"{self.prefix}.done.{event_type}.{subscriber}"
 
     def dead(self) -> str:
         """The dead-letter stream."""

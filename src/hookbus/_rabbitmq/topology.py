@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import aio_pika
@@ -21,6 +22,11 @@ from .shared import RabbitShared
 __all__ = ["Topology"]
 
 logger = logging.getLogger("hookbus")
+
+#: Segment size of the completion streams: RabbitMQ's retention removes whole
+#: segments, never the one being written (500 MB by default, i.e. never for
+#: such small records).
+COMPLETIONS_SEGMENT_BYTES = 4 * 1024 * 1024
 
 
 class Topology:
@@ -126,6 +132,16 @@ class Topology:
                 self._done.add(name)
         return name
 
+    async def completions(self, event_type: str, subscriber: str) -> str:
+        """Declare the stream of ``subscriber``'s completions of ``event_type`` (an
+        idempotent subscription), kept ``idempotency_retention``; return its name."""
+        name = self._names.completions(event_type, subscriber)
+        if name not in self._done:
+            async with self._lock:
+                await self._declare_stream(name, self._completions_arguments())
+                self._done.add(name)
+        return name
+
     async def dead(self) -> str:
         """Declare the dead-letter stream."""
         name = self._names.dead()
@@ -162,6 +178,16 @@ class Topology:
         if options.history_max_bytes is not None:
             arguments["x-max-length-bytes"] = options.history_max_bytes
         return arguments
+
+    def _completions_arguments(self) -> dict[str, Any]:
+        retention = self._shared.settings.idempotency_retention
+        return {
+            "x-queue-type": "stream",
+            # Whole seconds, at least one; RabbitMQ removes a segment once all of it is
+            # older than this, so small segments let it shrink.
+            "x-max-age": f"{max(1, math.ceil(retention))}s",
+            "x-stream-max-segment-size-bytes": COMPLETIONS_SEGMENT_BYTES,
+        }
 
     async def _declare_stream(self, name: str, arguments: dict[str, Any]) -> None:
         channel = await self._chan()
