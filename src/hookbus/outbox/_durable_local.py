@@ -34,13 +34,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, update
 
-from .._envelope import Envelope, decode_envelope
-from .._event import declared
-from .._exceptions import InvalidEnvelopeError, error_text
+from .._envelope import Envelope
 from .._outbox_options import OutboxOptions
-from ._relay import OutboxRelay
+from ._relay import OutboxRelay, decode_rows
 from ._tables import outbox_table
 
 __all__ = ["DurableLocalRelay"]
@@ -94,32 +92,11 @@ class DurableLocalRelay(OutboxRelay):
         assert self.engine is not None
         table = outbox_table
         now = datetime.now(UTC)
-        query = (
-            select(table.c.id, table.c.event_type, table.c.payload)
-            .where(
-                table.c.sent_at.is_(None),
-                table.c.error.is_(None),
-                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
-            )
-            .order_by(table.c.id)
-            .limit(limit)
-        )
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True)
-        claimed: list[tuple[int, Envelope]] = []
+        free = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
         async with self.engine.begin() as connection:
-            rows = (await connection.execute(query)).all()
-            for row_id, event_type, payload in rows:
-                try:
-                    envelope = decode_envelope(bytes(payload), None, declared(event_type))
-                except InvalidEnvelopeError as exc:
-                    error = error_text(exc, 2000)
-                    logger.error("hookbus outbox: row %s cannot be published: %s", row_id, error)
-                    await connection.execute(
-                        update(table).where(table.c.id == row_id).values(error=error)
-                    )
-                    continue
-                claimed.append((row_id, envelope))
+            rows = (await connection.execute(self.oldest_rows(limit, free))).all()
+            claimed, poisoned = decode_rows(rows)
+            await self._settle(connection, [], poisoned)
             if claimed:
                 await connection.execute(
                     update(table)

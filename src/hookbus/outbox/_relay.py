@@ -49,7 +49,7 @@ from ._relay_lock import RelayLock
 from ._tables import outbox_table
 from ._writer import NOTIFY_CHANNEL
 
-__all__ = ["OutboxRelay", "OutboxStatistics"]
+__all__ = ["OutboxRelay", "OutboxStatistics", "decode_rows"]
 
 logger = logging.getLogger("hookbus")
 
@@ -69,6 +69,19 @@ class OutboxStatistics:
     poisoned: int
     #: Rows this process's relay published since it started.
     relayed: int
+
+
+def decode_rows(rows: Any) -> tuple[list[tuple[int, Envelope]], list[tuple[int, str]]]:
+    """The envelopes of outbox rows ``(id, event type, payload)`` by row id, and the rows
+    that cannot be decoded any more (poison), with the error."""
+    decoded: list[tuple[int, Envelope]] = []
+    poisoned: list[tuple[int, str]] = []
+    for row_id, event_type, payload in rows:
+        try:
+            decoded.append((row_id, decode_envelope(bytes(payload), None, declared(event_type))))
+        except InvalidEnvelopeError as exc:
+            poisoned.append((row_id, error_text(exc, 2000)))
+    return decoded, poisoned
 
 
 class OutboxRelay:
@@ -209,25 +222,12 @@ class OutboxRelay:
         Raises what the backend raised if it could publish none of them.
         """
         assert self.engine is not None
-        query = (
-            select(outbox_table.c.id, outbox_table.c.event_type, outbox_table.c.payload)
-            .where(outbox_table.c.sent_at.is_(None), outbox_table.c.error.is_(None))
-            .order_by(outbox_table.c.id)
-            .limit(self._options.batch)
-        )
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True)
         sent: list[int] = []
-        poisoned: list[tuple[int, str]] = []
         failure: BaseException | None = None
         async with self.engine.begin() as connection:
-            rows = (await connection.execute(query)).all()
-            for row_id, event_type, payload in rows:
-                try:
-                    envelope = decode_envelope(bytes(payload), None, declared(event_type))
-                except InvalidEnvelopeError as exc:
-                    poisoned.append((row_id, error_text(exc, 2000)))
-                    continue
+            rows = (await connection.execute(self.oldest_rows(self._options.batch))).all()
+            decoded, poisoned = decode_rows(rows)
+            for row_id, envelope in decoded:
                 try:
                     pending = self._publish(envelope)
                     if pending is not None:
@@ -241,6 +241,18 @@ class OutboxRelay:
         if failure is not None and not sent:
             raise failure
         return len(sent) + len(poisoned)
+
+    def oldest_rows(self, limit: int, *conditions: Any) -> Any:
+        """The query taking the ``limit`` oldest rows not sent, not poisoned (and matching
+        ``conditions``): locked, skipping rows other relays hold, on PostgreSQL."""
+        table = outbox_table
+        query = (
+            select(table.c.id, table.c.event_type, table.c.payload)
+            .where(table.c.sent_at.is_(None), table.c.error.is_(None), *conditions)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        return query.with_for_update(skip_locked=True) if self.postgres else query
 
     async def _settle(
         self, connection: Any, sent: list[int], poisoned: list[tuple[int, str]]
