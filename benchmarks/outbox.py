@@ -8,7 +8,8 @@ on a throw-away PostgreSQL server and a SQLite file, local mode:
    session=)`` inside it (the outbox row), p50 and p99 over ``--commits``;
 2. relay throughput, commit → handler: ``--events`` committed by 50 per
    transaction while 1 or 2 relays (buses in this process) deliver them,
-   events per second from the first commit until every event was handled.
+   events per second from the first commit until every event was handled
+   and the relays' ``drain()`` returned.
 """
 
 from __future__ import annotations
