@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-scale bench-feed bench-outbox clean
+.PHONY: demo demo-console test lint typecheck bench bench-redis bench-cluster bench-scale bench-feed bench-outbox bench-idempotent clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-feed: $(STAMP)
 
 bench-outbox: $(STAMP)
 	$(BIN)/python -m benchmarks.outbox
+
+bench-idempotent: $(STAMP)
+	$(BIN)/python -m benchmarks.idempotent
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -8,7 +8,8 @@ on a throw-away PostgreSQL server and a SQLite file, local mode:
    session=)`` inside it (the outbox row), p50 and p99 over ``--commits``;
 2. relay throughput, commit → handler: ``--events`` committed by 50 per
    transaction while 1 or 2 relays (buses in this process) deliver them,
-   events per second from the first commit until every event was handled.
+   events per second from the first commit until every event was handled
+   and the relays' ``drain()`` returned.
 """
 
 from __future__ import annotations
@@ -100,7 +101,22 @@ async def commit_latency(url: str, commits: int) -> dict[str, tuple[float, float
     return results
 
 
-async def relay_throughput(url: str, events: int, relays: int) -> float:
+#: How a run subscribes its handler: (relay's bus, the engine of the run's database, the
+#: counting handler); the default is a plain ``bus.subscribe(Sold, book, name="books")``.
+Subscribe = Callable[[EventBus, AsyncEngine, Callable[[Sold], Awaitable[None]]], None]
+
+
+def subscribe_plain(
+    bus: EventBus, engine: AsyncEngine, book: Callable[[Sold], Awaitable[None]]
+) -> None:
+    bus.subscribe(Sold, book, name="books")
+
+
+async def relay_throughput(
+    url: str, events: int, relays: int, subscribe: Subscribe = subscribe_plain
+) -> float:
+    """Events per second, from the first commit until every event was handled (and the
+    relays' ``drain()`` returned)."""
     engine = await prepare(url)
     handled = 0
     done = asyncio.Event()
@@ -113,7 +129,7 @@ async def relay_throughput(url: str, events: int, relays: int) -> float:
 
     buses = [new_bus(url) for _ in range(relays)]
     for bus in buses:
-        bus.subscribe(Sold, book, name="books")
+        subscribe(bus, engine, book)
     writer = new_bus(url, relay=False)
     for bus in (*buses, writer):
         await bus.start()
@@ -124,6 +140,8 @@ async def relay_throughput(url: str, events: int, relays: int) -> float:
                 for n in range(first, min(events, first + 50)):
                     await writer.emit(Sold(sale_id=n), session=connection)
         await asyncio.wait_for(done.wait(), timeout=300)
+        for bus in buses:
+            await bus.drain(timeout=60)
         took = time.perf_counter() - started
     finally:
         for bus in (*buses, writer):

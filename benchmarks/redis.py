@@ -123,11 +123,12 @@ async def hookbus_throughput(
     events: Sequence[SaleClosed],
     chunk: int,
     timeout: float,
+    idempotent: bool = False,
 ) -> float:
     bus = new_bus(url, prefix)
     tallies = [Tally(len(events)) for _ in range(subscribers)]
     for i, tally in enumerate(tallies):
-        bus.subscribe(SaleClosed, tally.handler, name=f"bench-{i}")
+        bus.subscribe(SaleClosed, tally.handler, name=f"bench-{i}", idempotent=idempotent)
     await bus.start()
     try:
         start = time.perf_counter()
