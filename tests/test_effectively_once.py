@@ -457,3 +457,33 @@ def test_the_outbox_lease_is_configurable_from_the_environment() -> None:
     assert options.lease == 12.5
     with pytest.raises(hookbus.ConfigurationError, match="lease"):
         OutboxOptions(lease=0)
+
+
+@pytest.mark.redis
+async def test_a_duplicate_in_the_same_batch_runs_once(redis_url: str, redis_prefix: str) -> None:
+    """Two entries of one event read together: the records read ahead for the batch say
+    "not done" for both; the first completion must still stop the second."""
+    from hookbus._ids import new_event_id
+    from redis_bus import raw_client
+
+    def new_bus() -> tuple[EventBus, Recorder[SaleBooked]]:
+        bus = redis_bus(redis_url, redis_prefix)
+        once: Recorder[SaleBooked] = Recorder()
+        bus.subscribe(SaleBooked, once, name="once", idempotent=True)
+        return bus, once
+
+    first, _ = new_bus()
+    async with first:  # creates the consumer group
+        pass
+    payload = Envelope(new_event_id(), SaleBooked(sale_id=5), "test").encode()
+    client = raw_client(redis_url)
+    try:
+        for _ in range(2):
+            await client.xadd(f"{redis_prefix}:stream:once.sale_closed", {"e": payload})
+    finally:
+        await client.aclose()
+    bus, once = new_bus()
+    async with bus:
+        await wait_for(lambda: _stat(bus, "skipped", 1), 10, "the duplicate skipped")
+        await bus.drain(10)
+    assert [e.sale_id for e in once.events] == [5]

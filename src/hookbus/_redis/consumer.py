@@ -86,6 +86,8 @@ class StreamConsumer(Deliverer):
         #: Event ids completed (idempotent subscription), recorded with the acks.
         self._completed: list[str] = []
         self._ack_done: Any = None
+        #: An idempotent subscriber's batch, decoded ahead (entry id -> envelope).
+        self._ahead: dict[bytes, Envelope] = {}
         self._last_read: dict[bytes, bytes] = {}
         self.max_event_size = shared.settings.max_event_size
         # The command name as bytes: redis-py then returns the reply as it came,
@@ -192,17 +194,39 @@ class StreamConsumer(Deliverer):
                 batch.append((stream, entry_id, fields))
             if entries:
                 self._last_read[stream] = entries[-1][0]
-        for index, (stream, entry_id, fields) in enumerate(batch):
-            if self.stopping:
-                rest: dict[bytes, list[bytes]] = {}
-                for rest_stream, rest_id, _ in batch[index:]:
-                    rest.setdefault(rest_stream, []).append(rest_id)
-                await self.hand_back(rest)
-                return
-            try:
-                await self.deliver_entry(stream, entry_id, fields, 1)
-            except Exception:  # as in _deliver_safely (one coroutine less per entry)
-                self._deliver_later(stream, entry_id, 1)
+        if self.completions is not None and batch:
+            await self._read_records_ahead(batch)
+        try:
+            for index, (stream, entry_id, fields) in enumerate(batch):
+                if self.stopping:
+                    rest: dict[bytes, list[bytes]] = {}
+                    for rest_stream, rest_id, _ in batch[index:]:
+                        rest.setdefault(rest_stream, []).append(rest_id)
+                    await self.hand_back(rest)
+                    return
+                try:
+                    await self.deliver_entry(stream, entry_id, fields, 1)
+                except Exception:  # as in _deliver_safely (one coroutine less per entry)
+                    self._deliver_later(stream, entry_id, 1)
+        finally:
+            self._ahead.clear()
+            self._records.known.clear()
+
+    async def _read_records_ahead(self, batch: list[tuple[bytes, bytes, Fields]]) -> None:
+        """An idempotent subscriber's batch: decode it, and read the completion records of
+        all its events in one round trip (else one per event). Entries that do not
+        decode are left to :meth:`deliver_entry`, which dead-letters them."""
+        for stream, entry_id, fields in batch:
+            raw = _payload(fields)
+            if raw is not None and len(raw) <= self.max_event_size:
+                with contextlib.suppress(Exception):
+                    self._ahead[entry_id] = self.shared.decoded(
+                        stream, entry_id, raw, self.sub.event_type
+                    )
+        event_ids = [envelope.id for envelope in self._ahead.values()]
+        if event_ids:
+            with contextlib.suppress(Exception):  # Redis down: each delivery asks (and waits)
+                await self._records.read_ahead(self.sub, event_ids)
 
     # -- one delivery ------------------------------------------------------------
 
@@ -239,7 +263,9 @@ class StreamConsumer(Deliverer):
                 )
             if len(raw) > self.max_event_size:
                 raise InvalidEnvelopeError(f"entry of {len(raw)} bytes, above max_event_size")
-            envelope = self.shared.decoded(stream, entry_id, raw, self.sub.event_type)
+            envelope = self._ahead.get(entry_id) or self.shared.decoded(
+                stream, entry_id, raw, self.sub.event_type
+            )
         except InvalidEnvelopeError as exc:
             self.gave_up()
             await self._dead_letter(_Entry(stream, entry_id, raw), None, attempt, exc)
@@ -343,6 +369,7 @@ class StreamConsumer(Deliverer):
     async def completed(self, envelope: Envelope) -> None:
         """Recorded with the acknowledgement (:meth:`_flush_acks`), atomically."""
         self._completed.append(envelope.id)
+        self._records.known[envelope.id] = True  # a duplicate later in the batch: skipped
 
     async def _flush_acks(self) -> None:
         if self._completed:
