@@ -343,3 +343,59 @@ async def test_commits_of_a_process_killed_before_relaying_are_delivered_after_r
         await settled(bus)
     assert books.ids == ids
     assert once.ids == ids
+
+
+async def test_a_growing_backlog_is_logged(
+    database: tuple[str, AsyncEngine], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, engine = database
+    writer = local_bus(url, relay=False)
+    async with writer:
+        for n in range(10):
+            await close_sale(engine, writer, n)
+    release = asyncio.Event()
+    bus = local_bus(url, backlog_warning=3)
+
+    @bus.on(SaleClosed, name="stuck")
+    async def stuck(event: SaleClosed) -> None:
+        await release.wait()  # durable local mode: the rows wait for this subscriber
+
+    with caplog.at_level("WARNING", logger="hookbus"):
+        async with bus:
+            async with asyncio.timeout(10):
+                while "10 rows waiting" not in caplog.text:  # noqa: ASYNC110 - the log
+                    await asyncio.sleep(0.02)
+            release.set()
+            await settled(bus)
+    assert "the backlog grows" in caplog.text
+
+
+async def test_one_relay_at_a_time_on_a_sqlite_file_and_another_takes_over(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    first, second = local_bus(url), local_bus(url)
+    books = Counter[int]()
+
+    async def book(event: SaleClosed) -> None:
+        books[event.sale_id] += 1
+
+    for bus in (first, second):
+        bus.subscribe(SaleClosed, book, name="books")
+    async with first, second:
+        for n in range(20):
+            await close_sale(engine, first, n)
+        async with asyncio.timeout(10):
+            while len(books) < 20:  # noqa: ASYNC110 - handled by whichever relays
+                await asyncio.sleep(0.01)
+        shares = [(await bus.outbox_statistics()).relayed for bus in (first, second)]
+        assert sorted(shares) == [0, 20]  # one relay did it all
+        relaying, standing_by = (first, second) if shares[0] else (second, first)
+        await relaying.stop()
+        for n in range(20, 30):
+            await close_sale(engine, standing_by, n)
+        async with asyncio.timeout(10):
+            while len(books) < 30:  # noqa: ASYNC110 - handled by the one left
+                await asyncio.sleep(0.01)
+        assert (await standing_by.outbox_statistics()).relayed == 10
+    assert books == Counter(range(30))

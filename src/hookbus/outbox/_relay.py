@@ -279,7 +279,7 @@ class OutboxRelay:
         stats = await self.statistics()
         if stats.waiting > self._options.backlog_warning and stats.waiting > self._last_backlog:
             logger.warning(
-                "hookbus outbox: %d rows waiting, the oldest for %.1fs (is the backend down?)",
+                "hookbus outbox: %d rows waiting, the oldest for %.1fs; the backlog grows",
                 stats.waiting,
                 stats.oldest_age or 0.0,
             )
