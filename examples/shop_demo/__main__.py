@@ -4,6 +4,7 @@ Serves on http://127.0.0.1:8000/ (the next free port if 8000 is taken) and
 prints the addresses. Local mode by default; with ``EVENT_BUS_MODE=redis``
 (and ``HOOKBUS_REDIS_URL``) or ``EVENT_BUS_MODE=rabbitmq`` (and
 ``HOOKBUS_AMQP_URL``) it can run several web processes: ``--workers 2``.
+Every process's bus has its transactional outbox in the shop's SQLite file.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import os
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
 import uvicorn
 
 from hookbus import Settings
+
+from .database import outbox_url
+from .web.store import DB_NAME
 
 PORT_TRIES = 20
 
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  event feed  {base}/events/stream  (public in the demo: no login)")
     print(f"              ws://{args.host}:{port}/events/ws  (the same over WebSocket)")
     print(f"  data        {data_dir}")
+    print(f"  outbox      {outbox_url(Path(data_dir) / DB_NAME)}")
     print("Ctrl+C to stop.", flush=True)
     uvicorn.run(
         "examples.shop_demo.web:create_app",

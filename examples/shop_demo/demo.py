@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import hookbus.outbox
 from hookbus import DeadLetter, EventBus, RetryPolicy, SubscriberStats
 
 from . import accounting, progress, receipts, register
+from .database import open_engine
 
 __all__ = ["DB_NAME", "DemoResult", "run_demo"]
 
@@ -54,15 +56,21 @@ async def run_demo(data_dir: Path, *, out: Callable[[str], None] = print) -> Dem
     started = time.perf_counter()
     db_path = data_dir / DB_NAME
     bus = EventBus(mode="local", retry=RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.1))
-    accounting.install(bus, db_path)
-    receipts.install(bus, out)
-    progress.install(bus, out)
-    async with bus:
-        closed = await register.run_day(bus, session_id=1, sales=SALES)
-        await bus.drain(timeout=DRAIN_TIMEOUT)
-        letters = await bus.dead_letters()
-        stats = bus.statistics()
-    entries, booked_total = accounting.booked(db_path)
+    engine = open_engine(db_path)
+    try:
+        await hookbus.outbox.create_tables(engine)  # the accounting's inbox
+        await accounting.create_tables(engine)
+        accounting.install(bus, engine)
+        receipts.install(bus, out)
+        progress.install(bus, out)
+        async with bus:
+            closed = await register.run_day(bus, session_id=1, sales=SALES)
+            await bus.drain(timeout=DRAIN_TIMEOUT)
+            letters = await bus.dead_letters()
+            stats = bus.statistics()
+        entries, booked_total = await accounting.booked(engine)
+    finally:
+        await engine.dispose()
     return DemoResult(
         db_path=db_path,
         sales=closed.sales,

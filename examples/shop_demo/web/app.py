@@ -2,7 +2,9 @@
 
 Configuration comes from the environment, as in production:
 ``EVENT_BUS_MODE`` (``local`` or ``redis``) and ``HOOKBUS_REDIS_URL`` for the
-bus; ``SHOP_DATA_DIR`` for the SQLite file every process shares;
+bus; ``SHOP_DATA_DIR`` for the SQLite file every process shares, which also
+holds the bus's transactional outbox (``outbox_url``) and the accounting's
+inbox;
 ``SHOP_IMPORT_PACE`` for the seconds between two imported articles (so the
 progress bar has time to move); ``SHOP_FLAKY_EVERY`` for how often the
 accounting server fails a first attempt.
@@ -23,10 +25,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from hookbus import EventBus, RetryPolicy, event_types, is_durable
+import hookbus.outbox
+from hookbus import ConfigurationError, EventBus, RetryPolicy, event_types, is_durable
 from hookbus.fastapi import bus_lifespan, event_feed, event_feed_websocket
 
 from .. import accounting
+from ..database import open_engine, outbox_url
 from . import barcodes, catalogue, dead_letters, imports, members, till
 from .cache import Cache
 from .counters import Counters
@@ -58,15 +62,29 @@ def data_dir_from_env() -> Path:
 
 
 def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> FastAPI:
-    """The shop's FastAPI app: a bus from the environment unless ``bus`` is given."""
+    """The shop's FastAPI app: a bus from the environment unless ``bus`` is given.
+
+    The bus's outbox is the shop's SQLite file (a given ``bus`` must have
+    ``outbox_url=outbox_url(<data dir>/shop.sqlite3)``); the outbox's tables are
+    created at startup, before the bus starts.
+    """
     db_path = (data_dir or data_dir_from_env()) / DB_NAME
     if bus is None:
-        bus = EventBus(retry=RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=2.0))
+        bus = EventBus(
+            outbox_url=outbox_url(db_path),
+            retry=RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=2.0),
+        )
+    elif bus.settings.outbox_url != outbox_url(db_path):
+        raise ConfigurationError(
+            f"the shop's bus needs its outbox in the shop's database: "
+            f"outbox_url={outbox_url(db_path)!r}, not {bus.settings.outbox_url!r}"
+        )
+    engine = open_engine(db_path)
     cache, presence, counters = Cache(), Presence(), Counters(bus)
     importer = imports.Importer(db_path, pace=float(os.environ.get("SHOP_IMPORT_PACE", "0.05")))
 
     routers = [
-        till.routes(db_path),
+        till.routes(db_path, engine),
         members.routes(db_path, cache),
         imports.routes(db_path, importer),
         catalogue.routes(db_path, cache),
@@ -74,7 +92,7 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
         counters.routes(),
         dead_letters.routes(),
     ]
-    accounting.install(bus, db_path, flaky_every=int(os.environ.get("SHOP_FLAKY_EVERY", "3")))
+    accounting.install(bus, engine, flaky_every=int(os.environ.get("SHOP_FLAKY_EVERY", "3")))
     members.install(bus, db_path)
     barcodes.install(bus, db_path)
     cache.install(bus)
@@ -91,10 +109,23 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
                 await reporting
             await importer.stop()
 
+    with_bus = bus_lifespan(bus, background)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            # Before the bus starts: its relay reads the outbox at once.
+            await hookbus.outbox.create_tables(engine)  # the till's outbox, accounting's inbox
+            await accounting.create_tables(engine)
+            async with with_bus(app):
+                yield
+        finally:
+            await engine.dispose()
+
     app = FastAPI(
         title="hookbus shop demo",
         summary="A ressourcerie's modules talking through hookbus",
-        lifespan=bus_lifespan(bus, background),
+        lifespan=lifespan,
     )
     for router in routers:
         app.include_router(router)
