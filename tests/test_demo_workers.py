@@ -1,15 +1,17 @@
 """The web demo under two uvicorn workers in redis mode (``--workers 2``): a feed served
 by one worker shows what the other emitted, every critical event is handled once
-per subscriber across both, and both follow a visitor's rename."""
+per subscriber across both, each sale is booked once in the shared SQLite file (its
+outbox emptied), and both follow a visitor's rename."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,13 @@ async def _two_workers_share_one_bus(env: dict[str, str], tmp_path: Path) -> Non
     assert accounting["dead_lettered"] == 0
     assert accounting["retried"] >= 1  # every third sale fails once (SHOP_FLAKY_EVERY)
     assert barcodes["handled"] == articles, barcodes
+
+    # The shared database: one journal entry and one inbox record per sale, nothing left
+    # in the outbox once the workers have stopped.
+    with closing(sqlite3.connect(tmp_path / "shop.sqlite3")) as conn:
+        entries = conn.execute("SELECT sale_id FROM entries ORDER BY sale_id").fetchall()
+        inbox = conn.execute("SELECT count(*) FROM hookbus_inbox").fetchone()
+        outbox = conn.execute("SELECT count(*) FROM hookbus_outbox").fetchone()
+    assert [sale_id for (sale_id,) in entries] == sale_ids
+    assert inbox == (len(served),)
+    assert outbox == (0,)
