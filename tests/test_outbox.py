@@ -46,10 +46,9 @@ async def database(tmp_path: Path) -> Any:
 
 
 def local_bus(url: str, **outbox: Any) -> EventBus:
+    options = {"poll_interval": 0.02, **outbox}
     return EventBus(
-        mode="local",
-        outbox_url=url,
-        settings=test_settings(outbox=OutboxOptions(poll_interval=0.02, **outbox)),
+        mode="local", outbox_url=url, settings=test_settings(outbox=OutboxOptions(**options))
     )
 
 
@@ -399,3 +398,19 @@ async def test_one_relay_at_a_time_on_a_sqlite_file_and_another_takes_over(
                 await asyncio.sleep(0.01)
         assert (await standing_by.outbox_statistics()).relayed == 10
     assert books == Counter(range(30))
+
+
+async def test_a_commit_in_this_process_is_relayed_without_waiting_for_the_poll(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    bus = local_bus(url, poll_interval=30.0)  # SQLite has no NOTIFY: only polling
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        started = time.perf_counter()
+        await close_sale(engine, bus, 1)
+        await books.wait_for(1, timeout=5)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 1.0  # not the 30 s poll
+    print(f"commit -> handler on SQLite, same process: {elapsed * 1000:.1f} ms")

@@ -339,6 +339,7 @@ class EventBus:
         from .outbox import write
 
         await write(session, envelope)
+        self._outbox.expect()  # committed soon, most likely: no poll interval to wait
         return envelope.id
 
     async def _start_outbox(self, url: str) -> None:

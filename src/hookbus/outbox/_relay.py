@@ -14,7 +14,9 @@ with backoff — nothing is lost, nothing raised to the code that emitted.
 * **SQLite**: no row locks: one relay per database file at a time. Any
   number of processes may start one: the one holding the file's relay lock
   relays, the others stand by and take over when it dies
-  (:mod:`._relay_lock`). The relay polls.
+  (:mod:`._relay_lock`). The relay polls — every few milliseconds for a
+  second after this process wrote a row (its commit cannot be observed), else
+  every ``poll_interval``.
 
 A row that cannot be decoded any more (its event type no longer declared,
 or garbage) is marked with the error and skipped: it blocks nothing.
@@ -57,6 +59,8 @@ Publish = Callable[[Envelope], Awaitable[None] | None]
 
 _HOUSEKEEPING = 5.0  # seconds between looks at the backlog (and old inbox records)
 _PAUSE_GRACE = 5.0  # seconds a pass in progress may take to end when the bus stops
+_EXPECT_FOR = 1.0  # seconds of frequent looks after a row was written in this process
+_EXPECT_POLL = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class OutboxRelay:
         self._housekeeping_due = 0.0
         self._last_backlog = 0
         self._stopping = False
+        self._expect_until = 0.0
         self._lock: RelayLock | None = None
         self.relayed = 0
 
@@ -159,6 +164,12 @@ class OutboxRelay:
         """Look at the outbox now (a row was committed)."""
         self._wakeup.set()
 
+    def expect(self) -> None:
+        """A row was written in this process, to be committed soon: look often (every
+        ``_EXPECT_POLL`` seconds) for a while, rather than every ``poll_interval``."""
+        self._expect_until = time.monotonic() + _EXPECT_FOR
+        self._wakeup.set()
+
     async def _listen(self) -> None:
         """LISTEN on a connection of its own (asyncpg), waking the relay on NOTIFY."""
         import asyncpg
@@ -205,7 +216,8 @@ class OutboxRelay:
                 continue
             backoff.reset()
             if sent < self._options.batch:
-                await self._sleep(self._options.poll_interval)
+                expecting = time.monotonic() < self._expect_until
+                await self._sleep(_EXPECT_POLL if expecting else self._options.poll_interval)
 
     async def took_over(self) -> None:
         """Called when this process becomes the relay of an SQLite file."""
