@@ -147,7 +147,7 @@ for _, entry in ipairs(entries) do
     if fields[i] == 'subscriber' then subscriber = fields[i + 1]
     elseif fields[i] == 'type' then event_type = fields[i + 1] end
   end
-  local key = subscriber .. '\n' .. event_type
+  local key = subscriber .. '\\n' .. event_type
   counts[key] = (counts[key] or 0) + 1
 end
 local flat = {}
