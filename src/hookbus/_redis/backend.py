@@ -166,6 +166,11 @@ class RedisBackend(Backend):
         await asyncio.gather(*(c.stop_task(timeout) for c in self._consumers.values()))
         for consumer in self._consumers.values():
             consumer.cancel_timers()
+            with contextlib.suppress(Exception):  # no longer a live consumer of the group
+                await self.shared.client.zrem(
+                    self.shared.keys.live_consumers(consumer.sub.event_name, consumer.group),
+                    self.shared.consumer,
+                )
             with contextlib.suppress(Exception):
                 # What it still holds (waiting for a retry, read but not handled)
                 # goes to the group's other consumers at once.

@@ -27,6 +27,9 @@ events it completed, both or neither: an entry is never acknowledged
 without its record, nor recorded without being acknowledged. Records older
 than the retention are removed on the way.
 
+``HEARTBEAT``: record that a process consumes a group until a time (the
+server's clock plus ``claim_idle``) and forget those whose time has passed.
+
 ``COUNT_DEAD``: count one page of a dead-letter stream's entries per subscriber
 and event type, on the server (for the status: no payload crosses the network).
 
@@ -44,6 +47,7 @@ __all__ = [
     "COUNT_DEAD",
     "COUNT_RANGE",
     "DEAD_LETTER",
+    "HEARTBEAT",
     "REQUEUE",
     "STORE",
     "TRIM",
@@ -135,6 +139,16 @@ return 1
 # KEYS[2] the stream, KEYS[3] the re-queue stream; ARGV[1] group, ARGV[2] now (ms),
 # ARGV[3] the oldest time kept (ms), ARGV[4] n, ARGV[5 .. 4+n] the event ids completed,
 # ARGV[5+n] m, then m entry ids of the stream, then the entry ids of the re-queue stream.
+# KEYS[1]: a group's live-consumers set. ARGV: consumer name, milliseconds to live.
+HEARTBEAT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return now
+"""
+
 # KEYS[1]: a dead-letter stream. ARGV: start ("-" or "(<id>"), page size.
 # Returns {entries read, last id read, {"<subscriber>\n<type>", count, ...}}.
 COUNT_DEAD = """

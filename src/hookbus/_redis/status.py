@@ -9,10 +9,11 @@ the subscriber's re-queue stream:
   unknown;
 * ``pending``: the group's pending entries; the age of the oldest is the time
   since it was stored (its entry id's time, on the server's clock, ``XPENDING``);
-* ``consumers``: consumers (processes) seen within ``claim_idle`` (``XINFO
-  CONSUMERS``): a live consumer reads at least every ``block`` seconds and renews
-  what it holds every ``claim_idle / 3``; a longer silence is a dead process,
-  whose entries are about to be taken over;
+* ``consumers``: the processes consuming the group: those whose heartbeat in
+  ``<p>:live-consumers:<type>:<subscriber>`` has not expired (renewed every
+  ``claim_idle / 3``, it expires ``claim_idle`` after the process died), and
+  the group's consumers Redis saw within ``claim_idle`` (``XINFO CONSUMERS``);
+  a process silent longer is dead, and its entries are about to be taken over;
 * ``dead_letters``: counted per subscriber and type on the server, a page at a
   time (:data:`~hookbus._redis.scripts.COUNT_DEAD`).
 
@@ -71,6 +72,8 @@ async def redis_status(shared: RedisShared, subscriptions: Sequence[Subscription
             requeue = keys.requeue(name, group)
             found = {_text(g["name"]): g for g in await _groups(client, requeue)}
             await reading.add(requeue, group, found.get(group))
+            beating = await client.zrangebyscore(keys.live_consumers(name, group), now_ms, "+inf")
+            reading.consumers.update(_text(member) for member in beating)
             rows.append(reading.row(group, name, group in wanted, dead.get((group, name), 0)))
     for name, subscribers in ephemeral.items():
         types.append(EventTypeStatus(name, False))
