@@ -52,11 +52,15 @@ def hookbus(context: click.Context, log_level: str | None) -> None:
     HOOKBUS_AMQP_URL, HOOKBUS_REDIS_PREFIX ...) or from --url; MODULE:BUS names the
     application's EventBus, for its event types and subscribers.
     """
-    default = "INFO" if context.invoked_subcommand == "worker" else "ERROR"
-    level = (log_level or default).upper()
+    worker = context.invoked_subcommand == "worker"
+    level = (log_level or ("INFO" if worker else "ERROR")).upper()
     if level not in logging.getLevelNamesMapping():
         raise CliError(f"unknown log level {log_level!r}", EXIT_USAGE)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The other commands report errors themselves, on one line: by default only
+    # hookbus's own errors are logged, not the broker clients' connection attempts.
+    root = level if worker or log_level else "CRITICAL"
+    logging.basicConfig(level=root, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hookbus").setLevel(level)
 
 
 for command in (worker, status, tail, dead_letters, replay):
