@@ -11,9 +11,11 @@ the subscriber's re-queue stream:
   since it was stored (its entry id's time, on the server's clock, ``XPENDING``);
 * ``consumers``: the processes consuming the group: those whose heartbeat in
   ``<p>:live-consumers:<type>:<subscriber>`` has not expired (renewed every
-  ``claim_idle / 3``, it expires ``claim_idle`` after the process died), and
-  the group's consumers Redis saw within ``claim_idle`` (``XINFO CONSUMERS``);
-  a process silent longer is dead, and its entries are about to be taken over;
+  ``claim_idle / 3``; a process that stops removes it, one that dies stops
+  counting ``claim_idle`` later, when its entries are taken over). ``XINFO
+  CONSUMERS`` cannot tell: before Redis 7.2 a consumer is listed only once it
+  was delivered something, and its idle time grows while its reads find
+  nothing;
 * ``dead_letters``: counted per subscriber and type on the server, a page at a
   time (:data:`~hookbus._redis.scripts.COUNT_DEAD`).
 
@@ -57,7 +59,6 @@ async def redis_status(shared: RedisShared, subscriptions: Sequence[Subscription
         durable_types += sorted({m.decode() for m in members} - set(declared))
     seconds, micros = await client.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    live_ms = int(shared.options.claim_idle * 1000)
     dead = await _dead_letter_counts(client, shared, durable_types)
     types: list[EventTypeStatus] = []
     rows: list[SubscriberStatus] = []
@@ -67,7 +68,7 @@ async def redis_status(shared: RedisShared, subscriptions: Sequence[Subscription
         types.append(EventTypeStatus(name, True, int(await client.xlen(stream))))
         wanted = declared.get(name, [])
         for group in [*wanted, *sorted(set(groups) - set(wanted))]:
-            reading = _Reading(client, now_ms, live_ms)
+            reading = _Reading(client, now_ms)
             await reading.add(stream, group, groups.get(group))
             requeue = keys.requeue(name, group)
             found = {_text(g["name"]): g for g in await _groups(client, requeue)}
@@ -84,10 +85,9 @@ async def redis_status(shared: RedisShared, subscriptions: Sequence[Subscription
 class _Reading:
     """One subscriber's figures, summed over its streams."""
 
-    def __init__(self, client: Redis, now_ms: int, live_ms: int) -> None:
+    def __init__(self, client: Redis, now_ms: int) -> None:
         self._client = client
         self._now_ms = now_ms
-        self._live_ms = live_ms
         self.exists = False
         self.lag: int | None = 0
         self.pending = 0
@@ -107,9 +107,6 @@ class _Reading:
             if summary["min"] is not None:
                 oldest = id_key(summary["min"])[0]
                 self.oldest_ms = oldest if self.oldest_ms is None else min(oldest, self.oldest_ms)
-        for consumer in await self._client.xinfo_consumers(stream, group):
-            if int(consumer["idle"]) < self._live_ms:
-                self.consumers.add(_text(consumer["name"]))
 
     async def _lag(self, stream: str, info: dict[str, Any]) -> int | None:
         lag = info.get("lag")
