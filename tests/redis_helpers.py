@@ -71,6 +71,7 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = 30.0) -> 
         hookbus_command(*args),
         cwd=REPO_ROOT,
         env=env,
+        stdin=subprocess.DEVNULL,  # not a terminal: destructive commands need --yes
         capture_output=True,
         text=True,
         timeout=timeout,

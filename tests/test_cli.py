@@ -1,4 +1,5 @@
-"""The ``hookbus`` command as a real subprocess: ``worker`` (both modes) and ``dead-letters``.
+"""The ``hookbus`` command as a real subprocess: ``worker`` (both modes) and ``dead-letters``
+(status, tail and replay: tests/test_cli_status.py).
 
 Workers run ``python -m hookbus worker tests.apps.shop:bus`` from the repository root, configured
 by environment variables only; the shop app records every handling in Redis (see
@@ -129,18 +130,20 @@ async def test_handler_outliving_the_stop_timeout_is_cancelled_and_redelivered_e
 @pytest.mark.parametrize(
     ("command", "target", "message"),
     [
-        ("worker", "nope:bus", "hookbus: cannot import 'nope'"),
-        ("worker", "tests.apps.shop:missing", "has no attribute 'missing'"),
-        ("worker", "tests.apps.shop:SUBSCRIBERS", "is tuple, not an EventBus"),
-        ("worker", "tests.apps.shop", "expected module:attribute"),
-        ("dead-letters", "nope:bus", "hookbus: cannot import 'nope'"),
+        (["worker"], "nope:bus", "hookbus: cannot import 'nope'"),
+        (["worker"], "tests.apps.shop:missing", "has no attribute 'missing'"),
+        (["worker"], "tests.apps.shop:SUBSCRIBERS", "is tuple, not an EventBus"),
+        (["worker"], "tests.apps.shop", "expected module:attribute"),
+        (["dead-letters", "list", "--app"], "nope:bus", "hookbus: cannot import 'nope'"),
+        (["status"], "nope:bus", "hookbus: cannot import 'nope'"),
     ],
 )
-def test_bad_target_exits_non_zero_with_a_clear_message(
-    command: str, target: str, message: str
+def test_bad_target_exits_2_with_a_clear_message(
+    command: list[str], target: str, message: str
 ) -> None:
-    result = run_cli([command, target], clean_env(EVENT_BUS_MODE="local"))
-    assert result.returncode != 0
+    result = run_cli([*command, target], clean_env(EVENT_BUS_MODE="local"))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -202,7 +205,7 @@ async def test_dead_letters_command_lists_retries_and_discards(
     requeue_key = f"{redis_prefix}:requeue:shop.sale_closed:invoices"
 
     async def admin(*args: str) -> tuple[int, str, str]:
-        result = await asyncio.to_thread(run_cli, ["dead-letters", SHOP_TARGET, *args], admin_env)
+        result = await asyncio.to_thread(run_cli, ["dead-letters", *args], admin_env)
         return result.returncode, result.stdout, result.stderr
 
     failing = workers.start({**env, "SHOP_FAIL_SUBSCRIBER": "invoices"}, name="failing")
@@ -220,7 +223,7 @@ async def test_dead_letters_command_lists_retries_and_discards(
         failing.send(signal.SIGTERM)
         assert await failing.wait_exit(10) == 0, failing.log()
 
-        code, out, err = await admin()
+        code, out, err = await admin("list")
         assert code == 0, err
         lines = out.splitlines()
         assert lines[-1] == "3 dead letter(s)"
@@ -236,21 +239,21 @@ async def test_dead_letters_command_lists_retries_and_discards(
             assert "RuntimeError: invoices always fails" in line
         letters = [row[0] for row in rows]
 
-        assert await admin("--subscriber", "accounting") == (0, "0 dead letter(s)\n", "")
-        code, out, _ = await admin("--limit", "1")
+        assert await admin("list", "--subscriber", "accounting") == (0, "0 dead letter(s)\n", "")
+        code, out, _ = await admin("list", "--limit", "1")
         assert code == 0
         assert out.splitlines()[0].startswith(letters[0])
         assert out.splitlines()[-1] == "1 dead letter(s)"
 
-        assert await admin("--retry", letters[0]) == (0, f"re-queued {letters[0]}\n", "")
+        assert await admin("retry", letters[0], "--yes") == (0, f"re-queued {letters[0]}\n", "")
         assert await client.xlen(dead_key) == 2
         assert await client.xlen(requeue_key) == 1
-        assert await admin("--discard", letters[1]) == (0, f"discarded {letters[1]}\n", "")
+        assert await admin("discard", "--yes", letters[1]) == (0, f"discarded {letters[1]}\n", "")
         assert await client.xlen(dead_key) == 1
-        code, _, err = await admin("--discard", letters[1])
+        code, _, err = await admin("discard", "--yes", letters[1])
         assert code == 1
-        assert f"no dead letter with id '{letters[1]}'" in err
-        code, out, _ = await admin()
+        assert err == f"hookbus: no dead letter with id '{letters[1]}'\n"
+        code, out, _ = await admin("list")
         assert [line.split()[0] for line in out.splitlines()[:-1]] == [letters[2]]
 
         workers.start(env, name="healthy")  # invoices works again: the re-queued sale 0
@@ -282,7 +285,9 @@ async def test_listing_dead_letters_runs_no_handler(redis_url: str, redis_prefix
             await audit.drain(60)
         # accounting and invoices have a backlog of 2,000 sales; no worker runs
         for run in range(3):
-            result = await asyncio.to_thread(run_cli, ["dead-letters", SHOP_TARGET], env)
+            result = await asyncio.to_thread(
+                run_cli, ["dead-letters", "list", "--app", SHOP_TARGET], env
+            )
             assert result.returncode == 0, result.stderr
             assert result.stdout.endswith(f"\n{letters} dead letter(s)\n")
             for group in SUBSCRIBERS:
@@ -312,7 +317,7 @@ async def test_dead_letters_command_shows_where_an_undecodable_entry_came_from(
 
         await wait_until(dead_lettered, 30, "the dead letters")
     result = await asyncio.to_thread(
-        run_cli, ["dead-letters", SHOP_TARGET], {**env, "HOOKBUS_CONSUME": "0"}
+        run_cli, ["dead-letters", "list", "--app", SHOP_TARGET], {**env, "HOOKBUS_CONSUME": "0"}
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

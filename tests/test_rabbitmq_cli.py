@@ -57,7 +57,7 @@ async def test_worker_handles_stops_on_sigterm_and_dead_letters_command_works(
     admin_env = {**env, "HOOKBUS_CONSUME": "0"}
 
     async def admin(*args: str) -> tuple[int, str, str]:
-        result = await asyncio.to_thread(run_cli, ["dead-letters", SHOP_TARGET, *args], admin_env)
+        result = await asyncio.to_thread(run_cli, ["dead-letters", *args], admin_env)
         return result.returncode, result.stdout, result.stderr
 
     failing = workers.start({**env, "SHOP_FAIL_SUBSCRIBER": "invoices"}, name="failing")
@@ -77,7 +77,7 @@ async def test_worker_handles_stops_on_sigterm_and_dead_letters_command_works(
         assert await failing.wait_exit(10) == 0, failing.log()
         assert "hookbus worker stopped" in failing.log()
 
-        code, out, err = await admin()
+        code, out, err = await admin("list", "--app", SHOP_TARGET)
         assert code == 0, err
         lines = out.splitlines()
         assert lines[-1] == "3 dead letter(s)"
@@ -88,21 +88,21 @@ async def test_worker_handles_stops_on_sigterm_and_dead_letters_command_works(
             assert row[4] == "attempts=2"
             assert "RuntimeError: invoices always fails" in line
         letters = [row[0] for row in rows]
-        assert await admin("--subscriber", "accounting") == (0, "0 dead letter(s)\n", "")
-        code, out, _ = await admin("--discard", letters[0])
+        assert await admin("list", "--subscriber", "accounting") == (0, "0 dead letter(s)\n", "")
+        code, out, _ = await admin("discard", letters[0], "--yes")
         assert (code, out) == (0, f"discarded {letters[0]}\n")
 
         # A healthy worker takes the re-queued one.
         healthy = workers.start(env, name="healthy")
         await healthy.wait_ready()
-        code, out, _ = await admin("--retry", letters[1])
+        code, out, _ = await admin("retry", letters[1], "--yes")
         assert (code, out) == (0, f"re-queued {letters[1]}\n")
 
         async def requeued_handled() -> bool:
             return files(record_dir, "handled")["invoices"] == 1
 
         await wait_until(requeued_handled, 30, "the re-queued sale handled")
-        code, out, _ = await admin()
+        code, out, _ = await admin("list")
         assert out.splitlines()[-1] == "1 dead letter(s)"
         assert letters[2] in out
         healthy.send(signal.SIGTERM)

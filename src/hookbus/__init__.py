@@ -32,12 +32,14 @@ from ._rabbitmq_options import RabbitMQOptions
 from ._redis_options import RedisOptions
 from ._retry import RetryPolicy
 from ._settings import Settings
+from ._status import BusStatus, EventTypeStatus, Problem, Severity, SubscriberStatus
 from ._subscription import SubscriberStats, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BusClosedError",
+    "BusStatus",
     "BusUnavailableError",
     "Capabilities",
     "ConfigurationError",
@@ -50,17 +52,21 @@ __all__ = [
     "Event",
     "EventBus",
     "EventTooLargeError",
+    "EventTypeStatus",
     "HookbusError",
     "InvalidEnvelopeError",
     "InvalidEventError",
     "Listener",
     "ListenerOverflowError",
     "LiveStatistics",
+    "Problem",
     "RabbitMQOptions",
     "RedisOptions",
     "RetryPolicy",
     "Settings",
+    "Severity",
     "SubscriberStats",
+    "SubscriberStatus",
     "Subscription",
     "UnknownEventError",
     "UnsupportedError",

@@ -23,7 +23,7 @@ subscriptions it was given. Its contract, which the conformance suite
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import ClassVar
@@ -34,6 +34,7 @@ from ._envelope import Envelope
 from ._exceptions import UnsupportedError
 from ._live import LiveHub, LiveStatistics
 from ._settings import Settings
+from ._status import BackendStatus, EventTypeStatus, SubscriberStatus
 from ._subscription import SubscriberStats, Subscription
 
 __all__ = ["Backend"]
@@ -121,3 +122,20 @@ class Backend(ABC):
         Backends without ``capabilities.replay`` raise :class:`UnsupportedError`.
         """
         raise UnsupportedError(f"{type(self).__name__} keeps no history to replay")
+
+    async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
+        """The state of ``subscriptions`` (the application's, which need not be this
+        backend's own: an admin bus that consumes nothing reports on an application's)
+        and of their event types. Figures the backend cannot know are ``None``; this
+        default knows none."""
+        return unknown_status(subscriptions)
+
+
+def unknown_status(subscriptions: Sequence[Subscription]) -> BackendStatus:
+    """``subscriptions`` and their event types, every figure unknown."""
+    types: dict[str, EventTypeStatus] = {}
+    rows: list[SubscriberStatus] = []
+    for sub in subscriptions:
+        types.setdefault(sub.event_name, EventTypeStatus(sub.event_name, sub.durable))
+        rows.append(SubscriberStatus(sub.id, sub.event_name, sub.durable))
+    return BackendStatus(tuple(types.values()), tuple(rows))

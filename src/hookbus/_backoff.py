@@ -64,7 +64,8 @@ async def until_reachable(
             if not (transient(exc) or isinstance(exc, TimeoutError)):
                 raise
             if loop.time() >= deadline:
+                cause = str(exc) or type(exc).__name__
                 raise BusUnavailableError(
-                    f"{server} unreachable for {timeout:.1f}s: {exc}"
+                    f"{server} unreachable for {timeout:.1f}s: {cause}"
                 ) from exc
             await backoff.sleep()

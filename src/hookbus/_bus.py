@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -25,6 +26,7 @@ from ._local import LocalBackend
 from ._retry import RetryPolicy
 from ._settings import Settings, SettingsOptions
 from ._size import EXACT, SizePlan, check_size, needs_check, size_plan
+from ._status import BusStatus, diagnose
 from ._subscription import (
     SubscriberStats,
     Subscription,
@@ -514,6 +516,35 @@ class EventBus:
                 + ("" if name is None else f" to {name!r}")
                 + " on this bus"
             )
+
+    async def status(
+        self,
+        previous: BusStatus | None = None,
+        *,
+        subscriptions: Iterable[Subscription] | None = None,
+    ) -> BusStatus:
+        """A snapshot of the bus: per event type and subscriber, what waits (lag), what is
+        held unacknowledged (pending, and its oldest's age), live consumers, dead letters;
+        the outbox's backlog; and the problems found (see :class:`BusStatus`).
+
+        Pass the status taken before as ``previous`` to see what grows (a lag, the
+        outbox's backlog). ``subscriptions`` reports on other subscriptions than this
+        bus's: an admin bus that consumes nothing (``consume=False``) reports on an
+        application's (``status(subscriptions=app.subscriptions)``), which is what
+        ``hookbus status`` does. In redis and rabbitmq modes the bus must be started;
+        the figures are those of every process, read from the broker.
+        """
+        subs = self._subscriptions if subscriptions is None else list(subscriptions)
+        parts = await self._backend.status(subs)
+        outbox = await self._outbox.statistics() if self._outbox is not None else None
+        status = BusStatus(
+            mode=self.mode,
+            taken_at=datetime.now(UTC),
+            event_types=parts.event_types,
+            subscribers=parts.subscribers,
+            outbox=outbox,
+        )
+        return replace(status, problems=diagnose(status, previous))
 
     def live_statistics(self) -> LiveStatistics:
         """Pub/Sub disconnects of this process, ephemeral events missed meanwhile, and

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 
@@ -43,7 +43,9 @@ from ._exceptions import (
     error_text,
 )
 from ._ids import new_event_id
+from ._local_status import local_status
 from ._settings import Settings
+from ._status import BackendStatus
 from ._subscription import SubscriberStats, Subscription, claim_subscriber
 
 __all__ = ["LocalBackend"]
@@ -81,7 +83,8 @@ class _Worker(Deliverer):
         self.task: asyncio.Task[None] | None = None
         self._space_waiters: list[asyncio.Future[None]] = []
         self._idle_waiters: list[asyncio.Future[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
+        #: Retries waiting for their delay, with their envelope.
+        self._timers: dict[asyncio.TimerHandle, Envelope] = {}
         #: Deliveries in a row that found the completion records unreachable.
         self.unavailable = 0
 
@@ -106,6 +109,11 @@ class _Worker(Deliverer):
         """Deliveries not finished: in the handler, queued, or waiting for a retry."""
         in_flight = 0 if self.current is None else 1
         return len(self.queue) + len(self.retries) + len(self._timers) + in_flight
+
+    def held(self) -> list[Envelope]:
+        """The envelopes delivered and not finished: in the handler, or waiting for a retry."""
+        held = [envelope for envelope, _ in self.retries] + list(self._timers.values())
+        return held if self.current is None else [self.current, *held]
 
     @property
     def idle(self) -> bool:
@@ -182,12 +190,12 @@ class _Worker(Deliverer):
 
         def due() -> None:
             assert handle is not None
-            self._timers.discard(handle)
+            self._timers.pop(handle, None)
             self.retries.append((envelope, attempt))
             self.wake()
 
         handle = asyncio.get_running_loop().call_later(delay, due)
-        self._timers.add(handle)
+        self._timers[handle] = envelope
 
     async def wait_idle(self) -> None:
         if self.idle:
@@ -484,3 +492,6 @@ class LocalBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [w.stats() for w in self._workers.values()]
+
+    async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
+        return local_status(self._workers, list(self._dead.values()), subscriptions)

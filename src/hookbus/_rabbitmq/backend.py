@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime
@@ -36,6 +36,7 @@ from .._local import LocalBackend
 from .._redis.keys import consumer_name
 from .._redis_url import safe_url
 from .._settings import Settings
+from .._status import BackendStatus
 from .._subscription import SubscriberStats, Subscription, claim_subscriber
 from .client import connect, is_refused, is_transient, refused_error
 from .consumer import QueueConsumer
@@ -45,6 +46,7 @@ from .live import LiveQueue
 from .names import Names
 from .publisher import Publisher
 from .shared import RabbitShared
+from .status import rabbitmq_status
 from .topology import Topology
 
 __all__ = ["RabbitMQBackend"]
@@ -252,3 +254,8 @@ class RabbitMQBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
+
+    async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
+        if self.shared.connection is None:
+            raise BusUnavailableError("the rabbitmq backend is not started")
+        return await rabbitmq_status(self.shared, self.dead_letter_log, subscriptions)

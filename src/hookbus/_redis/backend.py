@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import ClassVar
@@ -35,6 +35,7 @@ from .._live import LiveStatistics
 from .._local import LocalBackend
 from .._redis_url import safe_url
 from .._settings import Settings
+from .._status import BackendStatus
 from .._subscription import SubscriberStats, Subscription, claim_subscriber
 from .client import (
     close_client,
@@ -52,8 +53,9 @@ from .keys import Keys, consumer_name
 from .live import LiveFeed
 from .maintenance import Maintenance
 from .publisher import Publisher
-from .replay import entry_of_event_in, replay_position
+from .replay import entries_read_at, entry_of_event_in, replay_position
 from .shared import RedisShared
+from .status import redis_status
 
 __all__ = ["RedisBackend"]
 
@@ -164,6 +166,11 @@ class RedisBackend(Backend):
         await asyncio.gather(*(c.stop_task(timeout) for c in self._consumers.values()))
         for consumer in self._consumers.values():
             consumer.cancel_timers()
+            with contextlib.suppress(Exception):  # no longer a live consumer of the group
+                await self.shared.client.zrem(
+                    self.shared.keys.live_consumers(consumer.sub.event_name, consumer.group),
+                    self.shared.consumer,
+                )
             with contextlib.suppress(Exception):
                 # What it still holds (waiting for a retry, read but not handled)
                 # goes to the group's other consumers at once.
@@ -271,7 +278,10 @@ class RedisBackend(Backend):
                 continue
             client = self.shared.client
             position = await replay_position(client, consumer.stream, since)
-            await client.xgroup_setid(consumer.stream, consumer.group, position)
+            entries_read = await entries_read_at(client, consumer.stream, position)
+            await client.xgroup_setid(
+                consumer.stream, consumer.group, position, entries_read=entries_read
+            )
             rewound += 1
         return rewound
 
@@ -303,3 +313,6 @@ class RedisBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
+
+    async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
+        return await redis_status(self.shared, subscriptions)

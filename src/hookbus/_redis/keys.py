@@ -23,6 +23,9 @@ one server                                     cluster
 ``<p>:done:<type>:<subscriber>``              ``<p>:done:{<type>}:<subscriber>``
   sorted set: events an idempotent subscriber
   completed (event id -> time, in ms)
+``<p>:live-consumers:<type>:<subscriber>``      ``<p>:live-consumers:{<type>}:<subscriber>``
+  sorted set: the processes consuming a group
+  (consumer name -> heartbeat expiry, in ms)
 ``<p>:dead``                                   ``<p>:dead:{<type>}``
   dead-letter stream
 ``<p>:published``                              ``<p>:published:{<type>}``
@@ -80,6 +83,10 @@ class Keys:
     def done(self, event_type: str, subscriber: str) -> str:
         """The sorted set of events an idempotent subscriber completed (id -> time in ms)."""
         return f"{self._of_type('done', event_type)}:{subscriber}"
+
+    def live_consumers(self, event_type: str, subscriber: str) -> str:
+        """Sorted set of the processes consuming a subscriber's group (name -> expiry ms)."""
+        return f"{self._of_type('live-consumers', event_type)}:{subscriber}"
 
     def dead(self, event_type: str) -> str:
         """The dead-letter stream holding ``event_type``'s dead letters (one stream for

@@ -7,6 +7,12 @@
 * **Retention**: every ``trim_interval``, streams are trimmed by the
   retention policy with the ``TRIM`` script, which never deletes an entry a
   group has not acknowledged.
+* **Heartbeat**: every ``claim_idle / 3``, each group this process consumes
+  records it in ``<p>:live-consumers:<type>:<subscriber>`` until ``claim_idle``
+  from now (``HEARTBEAT`` script, on the server's clock): ``hookbus status``
+  counts live consumers from there. (``XINFO CONSUMERS`` alone cannot tell:
+  Redis before 7.2 lists a consumer only once it was delivered something, and
+  refreshes its idle time only when a read returns entries.)
 * **Consumer names**: consumers idle longer than ``consumer_expiry`` that
   hold nothing pending are deleted (a consumer with pending entries never
   is: its entries would become unclaimable).
@@ -22,7 +28,7 @@ from collections.abc import Callable
 from .._backoff import Backoff
 from .client import is_transient, refresh_routes
 from .consumer import StreamConsumer
-from .scripts import TRIM
+from .scripts import HEARTBEAT, TRIM
 from .shared import RedisShared
 
 __all__ = ["Maintenance"]
@@ -52,6 +58,7 @@ class Maintenance:
             try:
                 if now >= next_lease:
                     await self.renew_leases()
+                    await self.heartbeat()
                     next_lease = now + lease_every
                 if now >= next_trim and (options.retention_maxlen or options.retention_max_age):
                     await self.trim()
@@ -80,6 +87,15 @@ class Maintenance:
                 queued = True
         if queued:
             await pipe.execute(raise_on_error=False)
+
+    async def heartbeat(self) -> None:
+        """Record this process as a live consumer of the groups it consumes."""
+        shared = self._shared
+        ttl_ms = max(1, int(shared.options.claim_idle * 1000))
+        for consumer in self._consumers():
+            if consumer.task is not None:
+                key = shared.keys.live_consumers(consumer.sub.event_name, consumer.group)
+                await shared.client.eval(HEARTBEAT, 1, key, shared.consumer, ttl_ms)
 
     async def trim(self) -> int:
         """Apply the retention policy to every stream this process subscribes to."""

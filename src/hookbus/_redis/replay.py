@@ -11,11 +11,13 @@ from datetime import datetime
 
 from .._exceptions import HookbusError
 from .._ids import id_time
-from .client import Redis
+from .client import Redis, id_key
+from .scripts import COUNT_RANGE
 
-__all__ = ["entry_of_event_in", "replay_position"]
+__all__ = ["entries_read_at", "entry_of_event_in", "replay_position"]
 
 _MAX_SEQ = 2**64 - 1
+_COUNT_PAGE = 10_000
 _SEARCH_WINDOW_MS = 60_000  # clocks of emitter and Redis may differ by this much
 
 
@@ -27,6 +29,33 @@ async def replay_position(client: Redis, stream: bytes, since: str | datetime) -
     entry_id = await _entry_of_event(client, stream, since)
     previous = await client.xrevrange(stream, max=b"(" + entry_id, min="-", count=1)
     return previous[0][0].decode() if previous else "0-0"
+
+
+async def entries_read_at(client: Redis, stream: bytes, position: str) -> int | None:
+    """How many entries a group set back to ``position`` has read (for ``XGROUP SETID
+    ... ENTRIESREAD``), so that Redis keeps telling its lag during the replay; ``None``
+    when entries were deleted from the stream (Redis cannot count then either).
+
+    The entries after ``position`` are counted on the server, a page at a time, up to
+    the stream's last entry when counting began; entries added since then are after
+    it, so ``entries added then - entries counted`` is exact.
+    """
+    info = await client.xinfo_stream(stream)
+    deleted = info.get("max-deleted-entry-id")
+    if deleted is not None and id_key(deleted) != (0, 0):
+        return None
+    last = info["last-generated-id"]
+    last = last.decode() if isinstance(last, bytes) else str(last)
+    count_range = client.register_script(COUNT_RANGE)
+    counted = 0
+    start = "(" + position
+    while True:
+        read, end = await count_range(keys=[stream], args=[start, last, _COUNT_PAGE])
+        counted += int(read)
+        if int(read) < _COUNT_PAGE:
+            break
+        start = "(" + (end.decode() if isinstance(end, bytes) else str(end))
+    return max(0, int(info["entries-added"]) - counted)
 
 
 async def entry_of_event_in(client: Redis, streams: list[bytes], event_id: str) -> bytes | None:

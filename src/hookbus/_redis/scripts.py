@@ -27,13 +27,32 @@ events it completed, both or neither: an entry is never acknowledged
 without its record, nor recorded without being acknowledged. Records older
 than the retention are removed on the way.
 
+``HEARTBEAT``: record that a process consumes a group until a time (the
+server's clock plus ``claim_idle``) and forget those whose time has passed.
+
+``COUNT_DEAD``: count one page of a dead-letter stream's entries per subscriber
+and event type, on the server (for the status: no payload crosses the network).
+
+``COUNT_RANGE``: count one page of a stream's entries in a range (where a replay
+rewinds a group to, to tell Redis how many entries the group has read).
+
 Every script touches the keys of one event type only: on a cluster they
 share a slot (see :mod:`hookbus._redis.keys`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ACK_DONE", "DEAD_LETTER", "REQUEUE", "STORE", "TRIM", "parse_live_message"]
+__all__ = [
+    "ACK_DONE",
+    "COUNT_DEAD",
+    "COUNT_RANGE",
+    "DEAD_LETTER",
+    "HEARTBEAT",
+    "REQUEUE",
+    "STORE",
+    "TRIM",
+    "parse_live_message",
+]
 
 # KEYS: the stream of each event type of the batch, in order, then the hash counting
 # ephemeral messages per channel (live feeds compare it to what they got).
@@ -120,6 +139,48 @@ return 1
 # KEYS[2] the stream, KEYS[3] the re-queue stream; ARGV[1] group, ARGV[2] now (ms),
 # ARGV[3] the oldest time kept (ms), ARGV[4] n, ARGV[5 .. 4+n] the event ids completed,
 # ARGV[5+n] m, then m entry ids of the stream, then the entry ids of the re-queue stream.
+# KEYS[1]: a group's live-consumers set. ARGV: consumer name, milliseconds to live.
+HEARTBEAT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return now
+"""
+
+# KEYS[1]: a dead-letter stream. ARGV: start ("-" or "(<id>"), page size.
+# Returns {entries read, last id read, {"<subscriber>\n<type>", count, ...}}.
+COUNT_DEAD = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local counts = {}
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  local subscriber, event_type = '', ''
+  for i = 1, #fields, 2 do
+    if fields[i] == 'subscriber' then subscriber = fields[i + 1]
+    elseif fields[i] == 'type' then event_type = fields[i + 1] end
+  end
+  local key = subscriber .. '\\n' .. event_type
+  counts[key] = (counts[key] or 0) + 1
+end
+local flat = {}
+for key, count in pairs(counts) do
+  flat[#flat + 1] = key
+  flat[#flat + 1] = count
+end
+local last = ''
+if #entries > 0 then last = entries[#entries][1] end
+return {#entries, last, flat}
+"""
+
+# KEYS[1]: a stream. ARGV: start, end, page size. Returns {entries counted, last id}.
+COUNT_RANGE = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+if #entries == 0 then return {0, ''} end
+return {#entries, entries[#entries][1]}
+"""
+
 ACK_DONE = """
 local n = tonumber(ARGV[4])
 for i = 5, 4 + n do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
