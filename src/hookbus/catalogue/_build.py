@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
@@ -83,14 +84,21 @@ def event_entry(
 
 def type_name(annotation: Any) -> str:
     """A readable name of a field's type: ``int``, ``Decimal``, ``str | None``, ``list[Line]``."""
-    if isinstance(annotation, type) and get_origin(annotation) is None and not get_args(annotation):
-        return annotation.__name__
     if annotation is None or annotation is type(None):
         return "None"
-    text = repr(annotation)
-    text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
-    text = re.sub(r"\b(?:[a-z_][\w]*\.)+([A-Z]\w*)", r"\1", text)  # module paths of classes
-    return _TYPING_PREFIX.sub("", text).replace("NoneType", "None")
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin is Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if origin in (Union, UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is not None and args:
+        name = getattr(origin, "__name__", None) or _TYPING_PREFIX.sub("", repr(origin))
+        return f"{name}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return _TYPING_PREFIX.sub("", repr(annotation))
 
 
 def _field(name: str, info: FieldInfo) -> FieldEntry:

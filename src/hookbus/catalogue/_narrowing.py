@@ -59,11 +59,12 @@ def _narrowing(old: Schema, new: Schema, resolver: _Resolver) -> str | None:
             return None
         resolver.seen.add(key)
     new_alternatives = _alternatives(new, resolver, 1)
-    for alternative in _alternatives(old, resolver, 0):
+    old_alternatives = _alternatives(old, resolver, 0)
+    for alternative in old_alternatives:
         reasons = [_accepts(alternative, n, resolver) for n in new_alternatives]
         if all(reason is not None for reason in reasons):
-            if len(reasons) == 1 and reasons[0]:
-                return reasons[0]
+            if len(reasons) == 1 == len(old_alternatives) and reasons[0]:
+                return reasons[0]  # one type to another: say how
             return f"{_describe(alternative)} is no longer accepted"
     return None
 
