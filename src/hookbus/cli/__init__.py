@@ -1,0 +1,1 @@
+"""The ``hookbus`` command line's commands (click; ``pip install 'hookbus[cli]'``)."""
