@@ -155,6 +155,36 @@ async def test_a_redis_entry_of_a_newer_version_is_a_dead_letter_naming_both(
     assert (letter.subscriber, letter.event_id) == ("books", newer)
 
 
+def fail_first_attempt(event: SaleClosed, attempt: int) -> None:
+    if attempt == 1:
+        raise RuntimeError("the books are closed")
+
+
+@pytest.mark.redis
+async def test_a_redis_dead_letter_of_version_1_is_retried_as_version_2(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    books = Recorder[SaleClosed](fail=fail_first_attempt)
+    bus.subscribe(SaleClosed, books, name="books", max_attempts=1)
+    client = raw_client(redis_url)
+    async with bus:
+        legacy_id = new_event_id()
+        await client.xadd(f"{redis_prefix}:stream:{NAME}", {"e": legacy_envelope(1, legacy_id)})
+        await client.aclose()
+        await books.wait_for(1, calls=True)
+        await bus.drain(timeout=10)
+        (letter,) = await bus.dead_letters()
+        assert letter.envelope is not None
+        assert letter.envelope.event == as_v2(1)  # listed as version 2
+        await bus.retry_dead_letter(letter)
+        await books.wait_for(1)
+        await bus.drain(timeout=10)
+        assert await bus.dead_letters() == []
+    assert books.events == [as_v2(1)]
+    assert books.ids == [legacy_id]
+
+
 # -- rabbitmq mode ----------------------------------------------------------------------
 
 

@@ -80,7 +80,8 @@ def events(
             catalogue.save(save_to)
         except OSError as exc:
             raise _Failure(f"cannot write {save_to!r}: {exc.strerror or exc}") from exc
-        click.echo(f"saved {len(catalogue.events)} event types to {save_to}", err=True)
+        count = len(catalogue.events)
+        click.echo(f"saved {count} event type{'' if count == 1 else 's'} to {save_to}", err=True)
     if baseline is not None:
         try:
             report = check_compatibility(load_catalogue(baseline), catalogue)
