@@ -142,8 +142,8 @@ class Envelope:
                     self.type.encode(),  # event names are plain ASCII (checked at declaration)
                     b'","time":"',
                     _time_text_of(self).encode(),
-                    b'","datacontenttype":"application/json","eventversion":',
-                    b"%d" % self.event.__event_version__,
+                    _VERSION_TAILS.get(self.event.__event_version__)
+                    or _version_tail(self.event.__event_version__),
                     extensions,
                     b',"data":',
                     self.event.__pydantic_serializer__.to_json(self.event),
@@ -158,6 +158,16 @@ class Envelope:
         Most events are bounded without being encoded (see :mod:`hookbus._size`).
         """
         check_size(self, limit, size_plan(type(self.event)))
+
+
+# version -> the encoding's bytes from the time's closing quote to the version.
+_VERSION_TAILS: dict[int, bytes] = {}
+
+
+def _version_tail(version: int) -> bytes:
+    tail = b'","datacontenttype":"application/json","eventversion":%d' % version
+    _VERSION_TAILS[version] = tail
+    return tail
 
 
 def _json_string(text: str) -> bytes:
