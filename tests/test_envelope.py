@@ -68,7 +68,17 @@ def test_encode_is_cloudevents_structured_json() -> None:
     assert doc["time"].endswith("Z")
     assert datetime.fromisoformat(doc["time"]) == envelope.time
     assert doc["data"] == {"order_id": 7, "amount": "19.90", "note": "thanks"}
-    assert set(doc) == {"specversion", "id", "source", "type", "time", "datacontenttype", "data"}
+    assert doc["eventversion"] == 1
+    assert set(doc) == {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "datacontenttype",
+        "eventversion",
+        "data",
+    }
 
 
 def test_time_comes_from_the_uuidv7_id() -> None:

@@ -61,7 +61,9 @@ EXPECTED_ALL = [
     "decode_envelope",
     "event_name",
     "event_types",
+    "event_version",
     "is_durable",
+    "upcaster",
 ]
 
 

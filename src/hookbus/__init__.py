@@ -11,7 +11,7 @@ from ._capabilities import Capabilities
 from ._context import Delivery, current_delivery, current_envelope
 from ._dead_letter import DeadLetter
 from ._envelope import Envelope, decode_envelope
-from ._event import Event, event_name, event_types, is_durable
+from ._event import Event, event_name, event_types, event_version, is_durable
 from ._exceptions import (
     BusClosedError,
     BusUnavailableError,
@@ -34,6 +34,7 @@ from ._retry import RetryPolicy
 from ._settings import Settings
 from ._status import BusStatus, EventTypeStatus, Problem, Severity, SubscriberStatus
 from ._subscription import SubscriberStats, Subscription
+from ._upcast import upcaster
 
 __version__ = "0.1.0"
 
@@ -76,5 +77,7 @@ __all__ = [
     "decode_envelope",
     "event_name",
     "event_types",
+    "event_version",
     "is_durable",
+    "upcaster",
 ]

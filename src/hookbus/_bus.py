@@ -133,6 +133,11 @@ class EventBus:
         """Every subscription made on this bus."""
         return tuple(self._subscriptions)
 
+    @property
+    def event_types(self) -> dict[str, type[Event]]:
+        """The event types of this bus, by name: subscribed or registered (a copy)."""
+        return dict(self._types)
+
     def register(self, *event_types: type[Event]) -> None:
         """Declare event types this bus emits by name without subscribing to them.
 

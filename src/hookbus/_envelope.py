@@ -4,9 +4,14 @@ On the wire an event is one JSON object in CloudEvents *structured* mode::
 
     {"specversion": "1.0", "id": "<uuidv7>", "source": "hookbus", "type": "sale_closed",
      "time": "2026-11-25T10:00:00.123Z", "datacontenttype": "application/json",
-     "correlationid": "...", "traceparent": "...", "data": {...the event fields...}}
+     "eventversion": 1, "correlationid": "...", "traceparent": "...",
+     "data": {...the event fields...}}
 
 JSON only, never pickle, so programs in any language can read and write it.
+``eventversion`` (a CloudEvents extension attribute, an integer) is the
+version of the event class that wrote ``data``; an envelope without it is
+version 1. Decoding upgrades older versions with the event's upcasters
+(:mod:`hookbus._upcast`) before validating.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from ._event import Event, resolve_event_type
 from ._exceptions import InvalidEnvelopeError, UnknownEventError, error_text
 from ._ids import id_time
 from ._size import check_size, size_plan
+from ._upcast import upcast
 
 __all__ = ["Envelope", "decode_envelope"]
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
+VERSION_ATTRIBUTE = "eventversion"
 _REQUIRED = ("specversion", "id", "source", "type")
 
 
@@ -80,6 +87,11 @@ class Envelope:
         return self.event.__event_durable__
 
     @property
+    def version(self) -> int:
+        """The version of the event's payload: its class's (the ``eventversion`` attribute)."""
+        return self.event.__event_version__
+
+    @property
     def time(self) -> datetime:
         """When the event was emitted (UTC)."""
         if self._time is None:
@@ -89,15 +101,16 @@ class Envelope:
     def __repr__(self) -> str:
         return f"<Envelope {self.type} id={self.id}>"
 
-    def attributes(self) -> dict[str, str]:
+    def attributes(self) -> dict[str, str | int]:
         """The CloudEvents context attributes (everything but ``data``)."""
-        attrs = {
+        attrs: dict[str, str | int] = {
             "specversion": SPECVERSION,
             "id": self.id,
             "source": self.source,
             "type": self.type,
             "time": _time_text(self.time),
             "datacontenttype": CONTENT_TYPE,
+            VERSION_ATTRIBUTE: self.event.__event_version__,
         }
         if self.correlation_id is not None:
             attrs["correlationid"] = self.correlation_id
@@ -129,7 +142,8 @@ class Envelope:
                     self.type.encode(),  # event names are plain ASCII (checked at declaration)
                     b'","time":"',
                     _time_text_of(self).encode(),
-                    b'","datacontenttype":"application/json"',
+                    _VERSION_TAILS.get(self.event.__event_version__)
+                    or _version_tail(self.event.__event_version__),
                     extensions,
                     b',"data":',
                     self.event.__pydantic_serializer__.to_json(self.event),
@@ -144,6 +158,16 @@ class Envelope:
         Most events are bounded without being encoded (see :mod:`hookbus._size`).
         """
         check_size(self, limit, size_plan(type(self.event)))
+
+
+# version -> the encoding's bytes from the time's closing quote to the version.
+_VERSION_TAILS: dict[int, bytes] = {}
+
+
+def _version_tail(version: int) -> bytes:
+    tail = b'","datacontenttype":"application/json","eventversion":%d' % version
+    _VERSION_TAILS[version] = tail
+    return tail
 
 
 def _json_string(text: str) -> bytes:
@@ -191,8 +215,11 @@ def decode_envelope(
 
     Raises :class:`InvalidEnvelopeError`, and nothing else, whatever ``raw``
     holds (bytes another program wrote included): not JSON, nested too
-    deeply, a required attribute missing, an unknown type, or ``data``
+    deeply, a required attribute missing, an unknown type, a version newer
+    than the event class (or older without upcasters up to it), or ``data``
     failing the event's validation; the message gives the reason.
+    ``data`` of an older version is upgraded by the event's upcasters
+    (:func:`hookbus.upcaster`) before it is validated.
     ``expected``: the event class the caller expects (a stream of one
     type): such envelopes are parsed and validated in one pass, and an
     envelope of any other type is refused, naming both types.
@@ -248,6 +275,9 @@ def _decode(
             "was expected (each type has its own stream)"
         )
     data: Any = doc.get("data", {})
+    version = _version(doc.get(VERSION_ATTRIBUTE))
+    if version != cls.__event_version__:
+        data = upcast(cls, version, data)
     try:
         event = cls.model_validate(data)
     except ValidationError as exc:
@@ -279,9 +309,29 @@ def _wire_validator(cls: type[Event]) -> SchemaValidator:
         "correlationid": cs.typed_dict_field(optional, required=False),
         "causationid": cs.typed_dict_field(optional, required=False),
         "traceparent": cs.typed_dict_field(optional, required=False),
+        # The class's own version only (absent means 1): any other goes the general
+        # path, which upgrades it or says why it cannot.
+        VERSION_ATTRIBUTE: cs.typed_dict_field(
+            cs.int_schema(strict=True, ge=cls.__event_version__, le=cls.__event_version__),
+            required=cls.__event_version__ != 1,
+        ),
         "data": cs.typed_dict_field(cls.__pydantic_core_schema__),
     }
     return SchemaValidator(cs.typed_dict_schema(fields, extra_behavior="ignore"))
+
+
+def _version(value: object) -> int:
+    """The ``eventversion`` attribute: absent (or null) is 1; an integer >= 1, or its
+    decimal text (as transports that carry attributes as strings write it)."""
+    if value is None:
+        return 1
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or value < 1:
+        raise InvalidEnvelopeError(
+            f"invalid {VERSION_ATTRIBUTE} {value!r}: an integer >= 1 was expected"
+        )
+    return value
 
 
 def _opt_str(doc: dict[str, Any], key: str) -> str | None:

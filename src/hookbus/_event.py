@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
 
-__all__ = ["Event", "declared", "event_name", "event_types", "is_durable", "resolve_event_type"]
+__all__ = [
+    "Event",
+    "declared",
+    "event_name",
+    "event_types",
+    "event_version",
+    "is_durable",
+    "resolve_event_type",
+]
 
 logger = logging.getLogger("hookbus")
 
@@ -30,7 +38,7 @@ def _snake_case(class_name: str) -> str:
 class Event(BaseModel):
     """Base class of every event: a frozen pydantic model.
 
-    Declare an event by subclassing, with two optional class keywords::
+    Declare an event by subclassing, with three optional class keywords::
 
         class SaleClosed(Event):                       # name "sale_closed", durable
             session_id: int
@@ -38,10 +46,17 @@ class Event(BaseModel):
         class ProgressUpdated(Event, durable=False):   # ephemeral: live, at most once
             percent: float
 
+        class MemberCreated(Event, version=2):         # the payload's second version
+            member_id: int
+            email: str
+
     ``name`` defaults to the snake_case of the class name; ``durable``
     defaults to the parent's value (``True`` for direct subclasses). Durable
     (critical) events are retried and dead-lettered and, in redis mode,
     stored in a stream; ephemeral ones go only to the subscribers present.
+    ``version`` (default 1, not inherited: it belongs to the name) is
+    stamped on every envelope; envelopes of older versions are upgraded by
+    the upcasters declared with :func:`hookbus.upcaster` when decoded.
 
     Building an event with bad fields raises :class:`InvalidEventError`, which
     is also a :class:`pydantic.ValidationError`. Unknown fields are refused,
@@ -52,9 +67,15 @@ class Event(BaseModel):
 
     __event_name__: ClassVar[str] = "event"
     __event_durable__: ClassVar[bool] = True
+    __event_version__: ClassVar[int] = 1
 
     def __init_subclass__(
-        cls, *, name: str | None = None, durable: bool | None = None, **kwargs: Any
+        cls,
+        *,
+        name: str | None = None,
+        durable: bool | None = None,
+        version: int = 1,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         event_type = name if name is not None else _snake_case(cls.__name__)
@@ -65,7 +86,12 @@ class Event(BaseModel):
             )
         if durable is not None and not isinstance(durable, bool):
             raise ConfigurationError(f"durable= must be True or False, got {durable!r}")
+        if type(version) is not int or version < 1:
+            raise ConfigurationError(
+                f"version= of {cls.__qualname__} must be an integer >= 1, got {version!r}"
+            )
         cls.__event_name__ = event_type
+        cls.__event_version__ = version
         if durable is not None:
             cls.__event_durable__ = durable
         previous = _registry.get(event_type)
@@ -101,6 +127,11 @@ def event_name(event_type: type[Event] | Event) -> str:
 def is_durable(event_type: type[Event] | Event) -> bool:
     """Whether events of this type are critical (durable) or ephemeral."""
     return event_type.__event_durable__
+
+
+def event_version(event_type: type[Event] | Event) -> int:
+    """The payload version of an event class or instance (1 unless declared)."""
+    return event_type.__event_version__
 
 
 def event_types() -> dict[str, type[Event]]:

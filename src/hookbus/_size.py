@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXACT", "SizePlan", "check_size", "needs_check", "size_plan"]
 
-ENVELOPE_OVERHEAD = 512  # attribute names, quotes, ids, time, extensions
+ENVELOPE_OVERHEAD = 512  # attribute names, quotes, ids, time, version, extensions (+ the type)
 SCALAR_ALLOWANCE = 64  # bytes for a fixed-size scalar, key included
 _FIXED = (float, bool, datetime, date, dt_time, UUID, type(None))
 _MULTIPLIER = {"str": 6, "int": 3, "dec": 3}
@@ -78,7 +78,8 @@ def size_plan(cls: type[Event]) -> SizePlan:
     kinds = {name: _kind(f.annotation) for name, f in cls.model_fields.items()}
     plan = EXACT
     if all(kinds.values()):
-        fixed = ENVELOPE_OVERHEAD + sum(len(name) + 8 for name in kinds)
+        fixed = ENVELOPE_OVERHEAD + len(cls.__event_name__)
+        fixed += sum(len(name) + 8 for name in kinds)
         fixed += SCALAR_ALLOWANCE * sum(1 for kind in kinds.values() if kind == "fixed")
         variable = tuple(
             (name, _MULTIPLIER[kind]) for name, kind in kinds.items() if kind in _MULTIPLIER

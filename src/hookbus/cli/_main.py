@@ -13,6 +13,7 @@ import click
 from .._exceptions import HookbusError
 from ._errors import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, CliError, exit_code_of, say_error
 from .dead_letters import dead_letters
+from .events import events
 from .replay import replay
 from .status import status
 from .tail import tail
@@ -63,7 +64,7 @@ def hookbus(context: click.Context, log_level: str | None) -> None:
     logging.getLogger("hookbus").setLevel(level)
 
 
-for command in (worker, status, tail, dead_letters, replay):
+for command in (worker, status, tail, dead_letters, replay, events):
     hookbus.add_command(command)
 
 
