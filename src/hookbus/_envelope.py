@@ -6,6 +6,10 @@ On the wire an event is one JSON object in CloudEvents *structured* mode::
      "time": "2026-11-25T10:00:00.123Z", "datacontenttype": "application/json",
      "correlationid": "...", "traceparent": "...", "data": {...the event fields...}}
 
+``traceparent`` and ``tracestate`` are the CloudEvents distributed tracing
+extension (W3C Trace Context): :mod:`hookbus.tracing` writes them at emit
+and continues the trace in each handler.
+
 JSON only, never pickle, so programs in any language can read and write it.
 """
 
@@ -38,7 +42,8 @@ class Envelope:
     ``id`` is unique and sortable; ``type`` is the event name; ``event`` is the
     :class:`Event` instance. ``correlation_id`` links every event caused,
     directly or not, by the same first event; ``causation_id`` is the id of
-    the event whose handler emitted this one.
+    the event whose handler emitted this one. ``traceparent`` and
+    ``tracestate`` carry the emitter's trace context (W3C Trace Context).
     """
 
     __slots__ = (
@@ -50,6 +55,7 @@ class Envelope:
         "id",
         "source",
         "traceparent",
+        "tracestate",
         "type",
     )
 
@@ -62,6 +68,7 @@ class Envelope:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         traceparent: str | None = None,
+        tracestate: str | None = None,
         time: datetime | None = None,
     ) -> None:
         self.id = id
@@ -71,6 +78,7 @@ class Envelope:
         self.correlation_id = correlation_id
         self.causation_id = causation_id
         self.traceparent = traceparent
+        self.tracestate = tracestate
         self._time = time
         self._encoded: bytes | None = None
 
@@ -105,7 +113,15 @@ class Envelope:
             attrs["causationid"] = self.causation_id
         if self.traceparent is not None:
             attrs["traceparent"] = self.traceparent
+        if self.tracestate is not None:
+            attrs["tracestate"] = self.tracestate
         return attrs
+
+    def set_trace(self, traceparent: str | None, tracestate: str | None) -> None:
+        """Replace the trace context (before the envelope is sent: its encoding is redone)."""
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self._encoded = None
 
     def encode(self) -> bytes:
         """The envelope as CloudEvents structured-mode JSON (UTF-8), cached."""
@@ -116,6 +132,7 @@ class Envelope:
                     ("correlationid", self.correlation_id),
                     ("causationid", self.causation_id),
                     ("traceparent", self.traceparent),
+                    ("tracestate", self.tracestate),
                 ):
                     if value is not None:
                         extensions += f',"{name}":{json.dumps(value)}'.encode()
@@ -225,6 +242,7 @@ def _decode(
                 correlation_id=wire.get("correlationid"),
                 causation_id=wire.get("causationid"),
                 traceparent=wire.get("traceparent"),
+                tracestate=wire.get("tracestate"),
                 time=wire.get("time"),
             )
     try:
@@ -259,6 +277,7 @@ def _decode(
         correlation_id=_opt_str(doc, "correlationid"),
         causation_id=_opt_str(doc, "causationid"),
         traceparent=_opt_str(doc, "traceparent"),
+        tracestate=_opt_str(doc, "tracestate"),
         time=_parse_time(doc.get("time")),
     )
 
@@ -279,6 +298,7 @@ def _wire_validator(cls: type[Event]) -> SchemaValidator:
         "correlationid": cs.typed_dict_field(optional, required=False),
         "causationid": cs.typed_dict_field(optional, required=False),
         "traceparent": cs.typed_dict_field(optional, required=False),
+        "tracestate": cs.typed_dict_field(optional, required=False),
         "data": cs.typed_dict_field(cls.__pydantic_core_schema__),
     }
     return SchemaValidator(cs.typed_dict_schema(fields, extra_behavior="ignore"))
