@@ -127,7 +127,10 @@ class _Worker(Deliverer):
                     count = min(len(queue), _BATCH)
                     if self._space_waiters:
                         count = max(1, min(count, len(queue) - self.low_water))
-                    await self.deliver_queue(queue, count, self._failed)
+                    if self.sampler is None:
+                        await self.deliver_queue(queue, count, self._failed)
+                    else:  # metrics: the handler is timed
+                        await self.deliver_queue_sampled(queue, count, self._failed, self.sampler)
                 if self._space_waiters and len(queue) <= self.low_water:
                     _release(self._space_waiters)
                 if retries:
@@ -418,6 +421,9 @@ class LocalBackend(Backend):
 
     def workers(self) -> list[_Worker]:
         """Every subscription's worker."""
+        return list(self._workers.values())
+
+    def deliverers(self) -> list[Deliverer]:
         return list(self._workers.values())
 
     async def drain(self, timeout: float | None) -> None:

@@ -29,6 +29,7 @@ from .._backend import Backend
 from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
+from .._delivery import Deliverer
 from .._envelope import Envelope
 from .._event import is_durable
 from .._exceptions import BusUnavailableError, DrainTimeoutError
@@ -252,3 +253,6 @@ class RabbitMQBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
+
+    def deliverers(self) -> list[Deliverer]:
+        return [*self._consumers.values(), *self.local.deliverers()]

@@ -25,6 +25,7 @@ from .._backend import Backend
 from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
+from .._delivery import Deliverer
 from .._envelope import Envelope, decode_envelope
 from .._exceptions import (
     BusUnavailableError,
@@ -303,3 +304,6 @@ class RedisBackend(Backend):
 
     def statistics(self) -> list[SubscriberStats]:
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
+
+    def deliverers(self) -> list[Deliverer]:
+        return [*self._consumers.values(), *self.local.deliverers()]
