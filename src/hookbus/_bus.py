@@ -368,7 +368,11 @@ class EventBus:
             backend.use_completions(InboxCompletions(engine, settings.idempotency_retention))
         else:
             relay = OutboxRelay(
-                url, backend.publish, settings.outbox, settings.idempotency_retention
+                url,
+                backend.publish,
+                settings.outbox,
+                settings.idempotency_retention,
+                mode=settings.mode,
             )
         try:
             await relay.start(settings.outbox.relay)

@@ -48,6 +48,7 @@ from ._completions import Completions
 from ._context import pin_delivery
 from ._envelope import Envelope
 from ._event import Event
+from ._logging import log_extra
 from ._subscription import SubscriberStats, Subscription
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class Deliverer:
         "invoke",
         "invoke_one",
         "lost",
+        "mode",
         "retried",
         "sampler",
         "skipped",
@@ -132,8 +134,12 @@ class Deliverer:
         sub: Subscription,
         executor: Callable[[], Executor],
         completions: Completions | None = None,
+        *,
+        mode: str = "local",
     ) -> None:
         self.sub = sub
+        #: The bus's mode, for log records.
+        self.mode = mode
         self._handler = make_invoker(sub, executor)
         #: Instruments (see :meth:`instrument`).
         self.timer: HandlerTimer | None = None
@@ -231,6 +237,7 @@ class Deliverer:
                 envelope.type,
                 envelope.id,
                 exc,
+                extra=self.log_extra(envelope),
             )
 
     async def deliver_queue(
@@ -337,6 +344,7 @@ class Deliverer:
                 envelope.type,
                 envelope.id,
                 exc,
+                extra=self.log_extra(envelope, attempt),
             )
             return Next(Action.DROP)
         retry = sub.retry
@@ -353,9 +361,20 @@ class Deliverer:
             retry.max_attempts,
             delay,
             exc,
+            extra=self.log_extra(envelope, attempt),
         )
         self.retried += 1
         return Next(Action.RETRY, delay)
+
+    def log_extra(self, envelope: Envelope | None = None, attempt: int | None = None) -> Any:
+        """The extras of a log record about this subscription (and ``envelope``)."""
+        return log_extra(
+            self.mode,
+            subscriber=self.sub.id,
+            event_type=self.sub.event_name,
+            event_id=None if envelope is None else envelope.id,
+            attempt=attempt,
+        )
 
     def crashed_too_often(self, attempt: int) -> BaseException | None:
         """For a broker that counts deliveries (crashes included): the error to

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
+from ._logging import log_extra
 
 __all__ = ["Event", "declared", "event_name", "event_types", "is_durable", "resolve_event_type"]
 
@@ -81,6 +82,7 @@ class Event(BaseModel):
                 cls.__qualname__,
                 previous.__module__,
                 previous.__qualname__,
+                extra=log_extra(event_type=event_type),
             )
         _registry[event_type] = cls
 

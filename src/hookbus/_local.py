@@ -43,6 +43,7 @@ from ._exceptions import (
     error_text,
 )
 from ._ids import new_event_id
+from ._logging import log_extra
 from ._settings import Settings
 from ._subscription import SubscriberStats, Subscription, claim_subscriber
 
@@ -72,7 +73,7 @@ class _Worker(Deliverer):
     )
 
     def __init__(self, sub: Subscription, backend: LocalBackend) -> None:
-        super().__init__(sub, backend.executor, backend.completions)
+        super().__init__(sub, backend.executor, backend.completions, mode=backend.settings.mode)
         self.backend = backend
         self.queue: deque[Envelope] = deque()
         self.retries: deque[tuple[Envelope, int]] = deque()
@@ -161,7 +162,14 @@ class _Worker(Deliverer):
         except RecordsUnavailableError as exc:  # the outbox database is down: wait for it
             self.unavailable += 1
             delay = self.sub.retry.delay(min(self.unavailable, 10))
-            logger.warning("%s; %s %s waits %.1fs", exc, envelope.type, envelope.id, delay)
+            logger.warning(
+                "%s; %s %s waits %.1fs",
+                exc,
+                envelope.type,
+                envelope.id,
+                delay,
+                extra=self.log_extra(envelope, attempt),
+            )
             self._later(envelope, attempt, delay)
             return
         self.unavailable = 0
@@ -339,6 +347,7 @@ class LocalBackend(Backend):
                 "local bus stopped after %.1fs with %d deliveries not done (lost)",
                 timeout,
                 abandoned,
+                extra=log_extra(self.settings.mode),
             )
 
     def subscribe(self, subscription: Subscription) -> None:
@@ -458,11 +467,28 @@ class LocalBackend(Backend):
             envelope.id,
             attempts,
             exc,
+            extra=log_extra(
+                self.settings.mode,
+                subscriber=sub.id,
+                event_type=envelope.type,
+                event_id=envelope.id,
+                attempt=attempts,
+            ),
         )
         self._dead[letter.id] = letter
         while len(self._dead) > self.settings.max_dead_letters:
             oldest = next(iter(self._dead))
-            logger.error("dead letter store full: dropping oldest %s", oldest)
+            dropped = self._dead[oldest]
+            logger.error(
+                "dead letter store full: dropping oldest %s",
+                oldest,
+                extra=log_extra(
+                    self.settings.mode,
+                    subscriber=dropped.subscriber,
+                    event_type=dropped.event_type,
+                    event_id=dropped.event_id,
+                ),
+            )
             del self._dead[oldest]
 
     async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from .._backoff import Backoff
+from .._logging import log_extra
 from .client import is_transient, refresh_routes
 from .consumer import StreamConsumer
 from .scripts import TRIM
@@ -65,7 +66,9 @@ class Maintenance:
                 raise
             except Exception as exc:
                 if not is_transient(exc):
-                    logger.exception("hookbus maintenance: unexpected error")
+                    logger.exception(
+                        "hookbus maintenance: unexpected error", extra=log_extra("redis")
+                    )
                 await backoff.sleep()
                 await refresh_routes(self._shared.client)
 
@@ -125,4 +128,9 @@ class Maintenance:
                         and int(info["idle"]) > expiry_ms
                     ):
                         await shared.client.xgroup_delconsumer(stream, consumer.group, name)
-                        logger.info("hookbus: removed idle consumer %s of %s", name, consumer.group)
+                        logger.info(
+                            "hookbus: removed idle consumer %s of %s",
+                            name,
+                            consumer.group,
+                            extra=log_extra("redis", subscriber=consumer.group),
+                        )
