@@ -228,3 +228,29 @@ async def test_enable_twice_installs_once() -> None:
         "emit tracing.ordered",
         "handle tracing.ordered",
     ]
+
+
+async def test_a_plain_handlers_thread_sees_its_span_and_its_emit_sync_is_a_child() -> None:
+    bus, _, exporter = traced_bus()
+
+    @bus.on(Ordered, name="invoicer")
+    def invoice(event: Ordered) -> None:  # runs in a worker thread
+        bus.emit_sync(Shipped(order_id=event.order_id))
+
+    shipped = Recorder[Shipped]()
+    bus.subscribe(Shipped, shipped, name="mailer")
+    async with bus:
+        await bus.emit(Ordered(order_id=5))
+        await shipped.wait_for(1)
+        await bus.drain(10)
+    spans = exporter.get_finished_spans()
+    [handle] = named(spans, "handle tracing.ordered")
+    [child_emit] = named(spans, "emit tracing.shipped")
+    [child_handle] = named(spans, "handle tracing.shipped")
+    assert handle.context is not None
+    assert child_emit.context is not None
+    assert child_emit.parent is not None
+    assert child_emit.parent.span_id == handle.context.span_id
+    assert child_emit.context.trace_id == handle.context.trace_id
+    assert child_handle.parent is not None
+    assert child_handle.parent.span_id == child_emit.context.span_id
