@@ -366,7 +366,9 @@ class Deliverer:
         self.retried += 1
         return Next(Action.RETRY, delay)
 
-    def log_extra(self, envelope: Envelope | None = None, attempt: int | None = None) -> Any:
+    def log_extra(
+        self, envelope: Envelope | None = None, attempt: int | None = None
+    ) -> dict[str, Any]:
         """The extras of a log record about this subscription (and ``envelope``)."""
         return log_extra(
             self.mode,

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from ._exceptions import ConfigurationError
+from ._logging import log_extra
 from ._timing import DEFAULT_BUCKETS, HandlerTimer
 
 try:
@@ -182,7 +183,7 @@ class BusMetrics(Collector):
                     "metrics source %r failed: %r",
                     source,
                     exc,
-                    extra={"hookbus.mode": self._bus.mode},
+                    extra=log_extra(self._bus.mode),
                 )
         self._gauges = gauges
 
