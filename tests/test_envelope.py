@@ -93,7 +93,9 @@ def test_optional_attributes_appear_only_when_set() -> None:
 
 def test_trace_context_round_trips_as_the_distributed_tracing_extension() -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    envelope = envelope_of(paid(), traceparent=traceparent, tracestate="vendor=abc,other=1")
+    envelope = envelope_of(paid(), traceparent=traceparent)
+    assert envelope.tracestate is None
+    envelope.set_trace(traceparent, "vendor=abc,other=1")
     assert envelope.attributes()["tracestate"] == "vendor=abc,other=1"
     for decoded in (
         decode_envelope(envelope.encode()),  # the general path

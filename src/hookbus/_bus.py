@@ -583,15 +583,17 @@ def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envel
     """Envelope of an event emitted while handling ``parent``: same correlation and trace."""
     if parent is None:
         return Envelope(new_event_id(), event, source)
-    return Envelope(
+    child = Envelope(
         new_event_id(),
         event,
         source,
         correlation_id=parent.correlation_id or parent.id,
         causation_id=parent.id,
         traceparent=parent.traceparent,
-        tracestate=parent.tracestate,
     )
+    if parent.traceparent is not None and parent.tracestate is not None:
+        child.set_trace(parent.traceparent, parent.tracestate)
+    return child
 
 
 def _check_event_type(cls: object) -> None:

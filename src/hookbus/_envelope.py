@@ -49,13 +49,13 @@ class Envelope:
     __slots__ = (
         "_encoded",
         "_time",
+        "_tracestate",
         "causation_id",
         "correlation_id",
         "event",
         "id",
         "source",
         "traceparent",
-        "tracestate",
         "type",
     )
 
@@ -68,7 +68,6 @@ class Envelope:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         traceparent: str | None = None,
-        tracestate: str | None = None,
         time: datetime | None = None,
     ) -> None:
         self.id = id
@@ -78,7 +77,6 @@ class Envelope:
         self.correlation_id = correlation_id
         self.causation_id = causation_id
         self.traceparent = traceparent
-        self.tracestate = tracestate
         self._time = time
         self._encoded: bytes | None = None
 
@@ -117,10 +115,19 @@ class Envelope:
             attrs["tracestate"] = self.tracestate
         return attrs
 
+    @property
+    def tracestate(self) -> str | None:
+        """The W3C ``tracestate`` that goes with ``traceparent`` (vendors' data), if any;
+        set with :meth:`set_trace`."""
+        try:
+            return self._tracestate
+        except AttributeError:  # never set: the constructor leaves it out, a store less per emit
+            return None
+
     def set_trace(self, traceparent: str | None, tracestate: str | None) -> None:
         """Replace the trace context (before the envelope is sent: its encoding is redone)."""
         self.traceparent = traceparent
-        self.tracestate = tracestate
+        self._tracestate = tracestate
         self._encoded = None
 
     def encode(self) -> bytes:
@@ -235,16 +242,18 @@ def _decode(
         except ValidationError:
             pass  # not the expected shape: the general path says precisely why
         else:
-            return Envelope(
+            envelope = Envelope(
                 wire["id"],
                 wire["data"],
                 wire["source"],
                 correlation_id=wire.get("correlationid"),
                 causation_id=wire.get("causationid"),
                 traceparent=wire.get("traceparent"),
-                tracestate=wire.get("tracestate"),
                 time=wire.get("time"),
             )
+            if wire.get("tracestate") is not None:
+                envelope.set_trace(envelope.traceparent, wire["tracestate"])
+            return envelope
     try:
         doc = from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
@@ -270,16 +279,19 @@ def _decode(
         event = cls.model_validate(data)
     except ValidationError as exc:
         raise InvalidEnvelopeError(f"invalid data for {doc['type']!r}: {exc}") from exc
-    return Envelope(
+    envelope = Envelope(
         id=doc["id"],
         event=event,
         source=doc["source"],
         correlation_id=_opt_str(doc, "correlationid"),
         causation_id=_opt_str(doc, "causationid"),
         traceparent=_opt_str(doc, "traceparent"),
-        tracestate=_opt_str(doc, "tracestate"),
         time=_parse_time(doc.get("time")),
     )
+    tracestate = _opt_str(doc, "tracestate")
+    if tracestate is not None:
+        envelope.set_trace(envelope.traceparent, tracestate)
+    return envelope
 
 
 @functools.lru_cache(maxsize=1024)

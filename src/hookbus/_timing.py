@@ -58,7 +58,7 @@ class HandlerTimer:
 
     __slots__ = ("bounds", "counts", "every", "total")
 
-    def __init__(self, bounds: Iterable[float] = DEFAULT_BUCKETS, every: int = 16) -> None:
+    def __init__(self, bounds: Iterable[float] = DEFAULT_BUCKETS, every: int = 32) -> None:
         self.bounds = tuple(sorted(float(b) for b in bounds))
         if not self.bounds or self.bounds[0] <= 0:
             raise ValueError("histogram buckets must be positive numbers of seconds")

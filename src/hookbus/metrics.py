@@ -86,7 +86,7 @@ def enable(
     registry: CollectorRegistry | None = None,
     *,
     buckets: Iterable[float] = DEFAULT_BUCKETS,
-    sample_every: int = 16,
+    sample_every: int = 32,
 ) -> BusMetrics:
     """Count ``bus``'s emits and deliveries, and register its collector in
     ``registry`` (default: prometheus_client's default registry); return it.
