@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hookbus import Envelope, Event, EventBus, current_envelope, tracing
+from hookbus._ids import new_event_id
 from hookbus._outbox_options import OutboxOptions
 from hookbus.outbox import create_tables
 from hookbus.testing import Recorder, test_settings
@@ -254,3 +255,19 @@ async def test_a_plain_handlers_thread_sees_its_span_and_its_emit_sync_is_a_chil
     assert child_emit.context.trace_id == handle.context.trace_id
     assert child_handle.parent is not None
     assert child_handle.parent.span_id == child_emit.context.span_id
+
+
+async def test_an_untraced_senders_event_is_delivered_in_a_trace_of_its_own() -> None:
+    bus, provider, exporter = traced_bus()
+    handler = Recorder[Ordered]()
+    bus.subscribe(Ordered, handler, name="books")
+    with provider.get_tracer("tests").start_as_current_span("startup"):
+        await bus.start()  # the workers' tasks are created while a span is current
+    try:
+        # as a process that does not trace would send it: no traceparent
+        bus._backend.publish(Envelope(new_event_id(), Ordered(order_id=9), "elsewhere"))
+        await handler.wait_for(1)
+    finally:
+        await bus.stop()
+    [handle] = named(exporter.get_finished_spans(), "handle tracing.ordered")
+    assert handle.parent is None
