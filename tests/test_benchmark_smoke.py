@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTENDERS = ("bare loop", "hookbus local", "blinker", "async-signals")
+CONTENDERS = ("bare loop", "hookbus local", "hookbus local + metrics", "blinker", "async-signals")
 
 
 def test_benchmark_runs_and_prints_every_contender() -> None:
@@ -38,10 +38,16 @@ def test_benchmark_runs_and_prints_every_contender() -> None:
     rows = {line.split("  ")[0]: line for line in table}
     assert len(rows) == len(CONTENDERS), proc.stdout
     for name in CONTENDERS:
-        matching = [label for label in rows if label.startswith(name)]
+        # Each row's label begins with the longest contender name that it starts with.
+        matching = [
+            label
+            for label in rows
+            if max((n for n in CONTENDERS if label.startswith(n)), key=len, default="") == name
+        ]
         assert len(matching) == 1, (name, proc.stdout)
         cells = rows[matching[0]].split()
         assert float(cells[-1]) > 0  # p99 latency in µs
         assert float(cells[-4].replace(",", "")) > 0  # events per second
     assert "300 events, 3 async subscribers" in proc.stdout
     assert "hookbus / async-signals:" in proc.stdout
+    assert "hookbus with metrics / without:" in proc.stdout

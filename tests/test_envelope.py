@@ -101,6 +101,23 @@ def test_optional_attributes_appear_only_when_set() -> None:
     assert not {"correlationid", "causationid", "traceparent"} & bare.keys()
 
 
+def test_trace_context_round_trips_as_the_distributed_tracing_extension() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    envelope = envelope_of(paid(), traceparent=traceparent)
+    assert envelope.tracestate is None
+    envelope.set_trace(traceparent, "vendor=abc,other=1")
+    assert envelope.attributes()["tracestate"] == "vendor=abc,other=1"
+    for decoded in (
+        decode_envelope(envelope.encode()),  # the general path
+        decode_envelope(envelope.encode(), expected=Paid),  # one pass, of a known type
+    ):
+        assert (decoded.traceparent, decoded.tracestate) == (traceparent, "vendor=abc,other=1")
+    envelope.set_trace("00-" + "1" * 32 + "-" + "2" * 16 + "-01", None)  # encoding redone
+    doc = json.loads(envelope.encode())
+    assert doc["traceparent"].startswith("00-111")
+    assert "tracestate" not in doc
+
+
 def test_durable_follows_the_event_class() -> None:
     assert envelope_of(paid()).durable
 

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ._capabilities import Capabilities
 from ._dead_letter import DeadLetter
@@ -36,6 +36,9 @@ from ._live import LiveHub, LiveStatistics
 from ._settings import Settings
 from ._status import BackendStatus, EventTypeStatus, SubscriberStatus
 from ._subscription import SubscriberStats, Subscription
+
+if TYPE_CHECKING:
+    from ._delivery import Deliverer
 
 __all__ = ["Backend"]
 
@@ -99,6 +102,11 @@ class Backend(ABC):
     @abstractmethod
     def statistics(self) -> list[SubscriberStats]:
         """Counters of every subscription in this process."""
+
+    def deliverers(self) -> list[Deliverer]:
+        """The :class:`Deliverer` of every subscription in this process, where
+        instruments (metrics, tracing) are installed."""
+        return []
 
     def keep_history(self, size: int) -> None:
         """Keep the last ``size`` durable events for :meth:`events_after` (if the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from ._backends import create_backend
 from ._capabilities import Capabilities
 from ._context import _worker
 from ._dead_letter import DeadLetter
+from ._delivery import Deliverer
 from ._envelope import Envelope
 from ._event import Event, event_name, resolve_event_type
 from ._exceptions import BusClosedError, ConfigurationError
@@ -42,6 +43,12 @@ logger = logging.getLogger("hookbus")
 
 E = TypeVar("E", bound=Event)
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Where ``emit`` hands an accepted envelope: the backend's ``publish`` (or an
+#: instrument around it); an awaitable, if any, is awaited before emit returns.
+Publish = Callable[[Envelope], Awaitable[None] | None]
+#: Where ``emit(..., session=)`` hands it: the outbox write (or an instrument around it).
+Write = Callable[[Any, Envelope], Awaitable[None]]
 
 
 class _State(enum.Enum):
@@ -99,7 +106,10 @@ class EventBus:
         # Event classes already vetted -> their size plan, or None when no
         # instance can exceed the limit (every field fixed-size, and it fits).
         self._emittable: dict[type, SizePlan | None] = {}
-        self._publish = self._backend.publish
+        self._publish: Publish = self._backend.publish
+        self._write: Write = _write_outbox
+        #: Instruments installed on every subscription's deliverer (see _instrument).
+        self._on_deliverer: list[Callable[[Deliverer], None]] = []
         self._max_size = self._settings.max_event_size
         self._source = self._settings.source
         self._lifecycle = asyncio.Lock()
@@ -226,6 +236,11 @@ class EventBus:
         )
         self._backend.subscribe(subscription)
         self._subscriptions.append(subscription)
+        if self._on_deliverer:
+            for deliverer in self._backend.deliverers():
+                if deliverer.sub is subscription:
+                    for install in self._on_deliverer:
+                        install(deliverer)
         self._types.setdefault(event_name(cls), cls)
         return subscription
 
@@ -343,9 +358,7 @@ class EventBus:
                 "emit(..., session=) writes to the transactional outbox: configure it with "
                 "EventBus(outbox_url=...) or HOOKBUS_OUTBOX_URL"
             )
-        from .outbox import write
-
-        await write(session, envelope)
+        await self._write(session, envelope)
         self._outbox.expect()  # committed soon, most likely: no poll interval to wait
         return envelope.id
 
@@ -363,7 +376,11 @@ class EventBus:
             backend.use_completions(InboxCompletions(engine, settings.idempotency_retention))
         else:
             relay = OutboxRelay(
-                url, backend.publish, settings.outbox, settings.idempotency_retention
+                url,
+                backend.publish,
+                settings.outbox,
+                settings.idempotency_retention,
+                mode=settings.mode,
             )
         try:
             await relay.start(settings.outbox.relay)
@@ -560,16 +577,50 @@ class EventBus:
         """Counters of every subscription in this process (handled, failed, retried, ...)."""
         return self._backend.statistics()
 
+    # -- instruments (hookbus.metrics, hookbus.tracing) ------------------------
+
+    def _instrument(
+        self,
+        *,
+        publish: Callable[[Publish], Publish] | None = None,
+        write: Callable[[Write], Write] | None = None,
+        deliverer: Callable[[Deliverer], None] | None = None,
+    ) -> None:
+        """Install an instrument: ``publish`` and ``write`` wrap what emit hands its
+        envelopes to; ``deliverer`` is called on the deliverer of every subscription,
+        present and future. Without instruments emit calls the backend directly, and
+        deliverers run handlers as they are."""
+        if publish is not None:
+            self._publish = publish(self._publish)
+        if write is not None:
+            self._write = write(self._write)
+        if deliverer is not None:
+            self._on_deliverer.append(deliverer)
+            for each in self._backend.deliverers():
+                deliverer(each)
+
+    def _check_size_again(self, envelope: Envelope) -> None:
+        """The size check of :meth:`emit`, for an envelope an instrument changed."""
+        plan = self._emittable.get(type(envelope.event))
+        if plan is not None:
+            check_size(envelope, self._max_size, plan)
+
     def __repr__(self) -> str:
         state = self._state.value
         return f"<EventBus mode={self.mode} {state} subscriptions={len(self._subscriptions)}>"
+
+
+async def _write_outbox(session: Any, envelope: Envelope) -> None:
+    from .outbox import write
+
+    await write(session, envelope)
 
 
 def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envelope:
     """Envelope of an event emitted while handling ``parent``: same correlation and trace."""
     if parent is None:
         return Envelope(new_event_id(), event, source)
-    return Envelope(
+    child = Envelope(
         new_event_id(),
         event,
         source,
@@ -577,6 +628,9 @@ def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envel
         causation_id=parent.id,
         traceparent=parent.traceparent,
     )
+    if parent.traceparent is not None and parent.tracestate is not None:
+        child.set_trace(parent.traceparent, parent.tracestate)
+    return child
 
 
 def _check_event_type(cls: object) -> None:

@@ -7,6 +7,10 @@ On the wire an event is one JSON object in CloudEvents *structured* mode::
      "eventversion": 1, "correlationid": "...", "traceparent": "...",
      "data": {...the event fields...}}
 
+``traceparent`` and ``tracestate`` are the CloudEvents distributed tracing
+extension (W3C Trace Context): :mod:`hookbus.tracing` writes them at emit
+and continues the trace in each handler.
+
 JSON only, never pickle, so programs in any language can read and write it.
 ``eventversion`` (a CloudEvents extension attribute, an integer) is the
 version of the event class that wrote ``data``; an envelope without it is
@@ -45,12 +49,14 @@ class Envelope:
     ``id`` is unique and sortable; ``type`` is the event name; ``event`` is the
     :class:`Event` instance. ``correlation_id`` links every event caused,
     directly or not, by the same first event; ``causation_id`` is the id of
-    the event whose handler emitted this one.
+    the event whose handler emitted this one. ``traceparent`` and
+    ``tracestate`` carry the emitter's trace context (W3C Trace Context).
     """
 
     __slots__ = (
         "_encoded",
         "_time",
+        "_tracestate",
         "causation_id",
         "correlation_id",
         "event",
@@ -118,7 +124,24 @@ class Envelope:
             attrs["causationid"] = self.causation_id
         if self.traceparent is not None:
             attrs["traceparent"] = self.traceparent
+        if self.tracestate is not None:
+            attrs["tracestate"] = self.tracestate
         return attrs
+
+    @property
+    def tracestate(self) -> str | None:
+        """The W3C ``tracestate`` that goes with ``traceparent`` (vendors' data), if any;
+        set with :meth:`set_trace`."""
+        try:
+            return self._tracestate
+        except AttributeError:  # never set: the constructor leaves it out, a store less per emit
+            return None
+
+    def set_trace(self, traceparent: str | None, tracestate: str | None) -> None:
+        """Replace the trace context (before the envelope is sent: its encoding is redone)."""
+        self.traceparent = traceparent
+        self._tracestate = tracestate
+        self._encoded = None
 
     def encode(self) -> bytes:
         """The envelope as CloudEvents structured-mode JSON (UTF-8), cached."""
@@ -129,6 +152,7 @@ class Envelope:
                     ("correlationid", self.correlation_id),
                     ("causationid", self.causation_id),
                     ("traceparent", self.traceparent),
+                    ("tracestate", self.tracestate),
                 ):
                     if value is not None:
                         extensions += f',"{name}":{json.dumps(value)}'.encode()
@@ -240,20 +264,9 @@ def _decode(
     raw: bytes | str, known: dict[str, type[Event]] | None, expected: type[Event] | None
 ) -> Envelope:
     if expected is not None:
-        try:
-            wire: dict[str, Any] = _wire_validator(expected).validate_json(raw)
-        except ValidationError:
-            pass  # not the expected shape: the general path says precisely why
-        else:
-            return Envelope(
-                wire["id"],
-                wire["data"],
-                wire["source"],
-                correlation_id=wire.get("correlationid"),
-                causation_id=wire.get("causationid"),
-                traceparent=wire.get("traceparent"),
-                time=wire.get("time"),
-            )
+        envelope = _decode_expected(raw, expected)
+        if envelope is not None:
+            return envelope
     try:
         doc = from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
@@ -282,7 +295,7 @@ def _decode(
         event = cls.model_validate(data)
     except ValidationError as exc:
         raise InvalidEnvelopeError(f"invalid data for {doc['type']!r}: {exc}") from exc
-    return Envelope(
+    envelope = Envelope(
         id=doc["id"],
         event=event,
         source=doc["source"],
@@ -291,6 +304,31 @@ def _decode(
         traceparent=_opt_str(doc, "traceparent"),
         time=_parse_time(doc.get("time")),
     )
+    tracestate = _opt_str(doc, "tracestate")
+    if tracestate is not None:
+        envelope.set_trace(envelope.traceparent, tracestate)
+    return envelope
+
+
+def _decode_expected(raw: bytes | str, expected: type[Event]) -> Envelope | None:
+    """The common case in one pass: an envelope of ``expected``, of its version; ``None``
+    for anything else (the general path then says precisely what)."""
+    try:
+        wire: dict[str, Any] = _wire_validator(expected).validate_json(raw)
+    except ValidationError:
+        return None
+    envelope = Envelope(
+        wire["id"],
+        wire["data"],
+        wire["source"],
+        correlation_id=wire.get("correlationid"),
+        causation_id=wire.get("causationid"),
+        traceparent=wire.get("traceparent"),
+        time=wire.get("time"),
+    )
+    if wire.get("tracestate") is not None:
+        envelope.set_trace(envelope.traceparent, wire["tracestate"])
+    return envelope
 
 
 @functools.lru_cache(maxsize=1024)
@@ -309,6 +347,7 @@ def _wire_validator(cls: type[Event]) -> SchemaValidator:
         "correlationid": cs.typed_dict_field(optional, required=False),
         "causationid": cs.typed_dict_field(optional, required=False),
         "traceparent": cs.typed_dict_field(optional, required=False),
+        "tracestate": cs.typed_dict_field(optional, required=False),
         # The class's own version only (absent means 1): any other goes the general
         # path, which upgrades it or says why it cannot.
         VERSION_ATTRIBUTE: cs.typed_dict_field(

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._exceptions import ConfigurationError, InvalidEventError, UnknownEventError
+from ._logging import log_extra
 
 __all__ = [
     "Event",
@@ -107,6 +108,7 @@ class Event(BaseModel):
                 cls.__qualname__,
                 previous.__module__,
                 previous.__qualname__,
+                extra=log_extra(event_type=event_type),
             )
         _registry[event_type] = cls
 

@@ -44,6 +44,7 @@ from ._exceptions import (
 )
 from ._ids import new_event_id
 from ._local_status import local_status
+from ._logging import log_extra
 from ._settings import Settings
 from ._status import BackendStatus
 from ._subscription import SubscriberStats, Subscription, claim_subscriber
@@ -74,7 +75,7 @@ class _Worker(Deliverer):
     )
 
     def __init__(self, sub: Subscription, backend: LocalBackend) -> None:
-        super().__init__(sub, backend.executor, backend.completions)
+        super().__init__(sub, backend.executor, backend.completions, mode=backend.settings.mode)
         self.backend = backend
         self.queue: deque[Envelope] = deque()
         self.retries: deque[tuple[Envelope, int]] = deque()
@@ -135,7 +136,10 @@ class _Worker(Deliverer):
                     count = min(len(queue), _BATCH)
                     if self._space_waiters:
                         count = max(1, min(count, len(queue) - self.low_water))
-                    await self.deliver_queue(queue, count, self._failed)
+                    if self.sampler is None:
+                        await self.deliver_queue(queue, count, self._failed)
+                    else:  # metrics: the handler is timed
+                        await self.deliver_queue_sampled(queue, count, self._failed, self.sampler)
                 if self._space_waiters and len(queue) <= self.low_water:
                     _release(self._space_waiters)
                 if retries:
@@ -166,7 +170,14 @@ class _Worker(Deliverer):
         except RecordsUnavailableError as exc:  # the outbox database is down: wait for it
             self.unavailable += 1
             delay = self.sub.retry.delay(min(self.unavailable, 10))
-            logger.warning("%s; %s %s waits %.1fs", exc, envelope.type, envelope.id, delay)
+            logger.warning(
+                "%s; %s %s waits %.1fs",
+                exc,
+                envelope.type,
+                envelope.id,
+                delay,
+                extra=self.log_extra(envelope, attempt),
+            )
             self._later(envelope, attempt, delay)
             return
         self.unavailable = 0
@@ -344,6 +355,7 @@ class LocalBackend(Backend):
                 "local bus stopped after %.1fs with %d deliveries not done (lost)",
                 timeout,
                 abandoned,
+                extra=log_extra(self.settings.mode),
             )
 
     def subscribe(self, subscription: Subscription) -> None:
@@ -428,6 +440,9 @@ class LocalBackend(Backend):
         """Every subscription's worker."""
         return list(self._workers.values())
 
+    def deliverers(self) -> list[Deliverer]:
+        return list(self._workers.values())
+
     async def drain(self, timeout: float | None) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -460,11 +475,28 @@ class LocalBackend(Backend):
             envelope.id,
             attempts,
             exc,
+            extra=log_extra(
+                self.settings.mode,
+                subscriber=sub.id,
+                event_type=envelope.type,
+                event_id=envelope.id,
+                attempt=attempts,
+            ),
         )
         self._dead[letter.id] = letter
         while len(self._dead) > self.settings.max_dead_letters:
             oldest = next(iter(self._dead))
-            logger.error("dead letter store full: dropping oldest %s", oldest)
+            dropped = self._dead[oldest]
+            logger.error(
+                "dead letter store full: dropping oldest %s",
+                oldest,
+                extra=log_extra(
+                    self.settings.mode,
+                    subscriber=dropped.subscriber,
+                    event_type=dropped.event_type,
+                    event_id=dropped.event_id,
+                ),
+            )
             del self._dead[oldest]
 
     async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:

@@ -29,6 +29,7 @@ from .._backend import Backend
 from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
+from .._delivery import Deliverer
 from .._envelope import Envelope
 from .._event import is_durable
 from .._exceptions import BusUnavailableError, DrainTimeoutError
@@ -259,3 +260,6 @@ class RabbitMQBackend(Backend):
         if self.shared.connection is None:
             raise BusUnavailableError("the rabbitmq backend is not started")
         return await rabbitmq_status(self.shared, self.dead_letter_log, subscriptions)
+
+    def deliverers(self) -> list[Deliverer]:
+        return [*self._consumers.values(), *self.local.deliverers()]

@@ -72,7 +72,7 @@ class QueueConsumer(Deliverer):
         self.records = (
             StreamCompletions(shared, sub, topology, publisher) if sub.idempotent else None
         )
-        super().__init__(sub, shared.executor, self.records)
+        super().__init__(sub, shared.executor, self.records, mode="rabbitmq")
         self.shared = shared
         self.queue_name = shared.names.queue(sub.event_name, sub.id)
         self._topology = topology
@@ -147,6 +147,7 @@ class QueueConsumer(Deliverer):
                 logger.exception(
                     "subscriber %s: unexpected error handling a message; it will come back",
                     self.sub.id,
+                    extra=self.log_extra(self.current),
                 )
                 await self._nack(message)
             finally:

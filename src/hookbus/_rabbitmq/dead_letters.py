@@ -25,6 +25,7 @@ from .._exceptions import (
     error_text,
 )
 from .._ids import new_event_id
+from .._logging import log_extra
 from .publisher import Publisher
 from .shared import RabbitShared
 from .streams import read_stream
@@ -88,6 +89,13 @@ class DeadLetterLog:
             attempts,
             headers["error_type"],
             headers["error_message"],
+            extra=log_extra(
+                "rabbitmq",
+                subscriber=subscriber,
+                event_type=event_type,
+                event_id=headers["event_id"] or None,
+                attempt=attempts,
+            ),
         )
 
     async def list_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:

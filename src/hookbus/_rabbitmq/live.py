@@ -23,6 +23,7 @@ import aio_pika
 
 from .._envelope import Envelope, decode_envelope
 from .._exceptions import InvalidEnvelopeError
+from .._logging import log_extra
 from .publisher import Publisher
 from .shared import RabbitShared
 from .topology import Topology
@@ -84,7 +85,11 @@ class LiveQueue:
             await self.sync_bindings()
         except Exception as exc:  # the next round trip tries again
             self._dirty = True
-            logger.warning("hookbus live queue: could not update its bindings: %r", exc)
+            logger.warning(
+                "hookbus live queue: could not update its bindings: %r",
+                exc,
+                extra=log_extra("rabbitmq"),
+            )
 
     async def start(self) -> None:
         """Declare the queue, bind it, and start consuming it."""
@@ -160,7 +165,9 @@ class LiveQueue:
             )
         except InvalidEnvelopeError as exc:
             self.rejected += 1
-            logger.warning("hookbus live queue: ignoring a bad message: %s", exc)
+            logger.warning(
+                "hookbus live queue: ignoring a bad message: %s", exc, extra=log_extra("rabbitmq")
+            )
             return
         if not envelope.durable:
             self._deliver_ephemeral(envelope)

@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 
+from .._logging import log_extra
 from .client import amqp_errors
 from .names import Names, retry_bucket_ms
 from .shared import RabbitShared
@@ -198,5 +199,6 @@ class Topology:
                 "hookbus: stream %s exists with other arguments; using it as it is (%s)",
                 name,
                 exc,
+                extra=log_extra("rabbitmq"),
             )
             self._channel = None  # the broker closed that channel

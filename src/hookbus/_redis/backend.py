@@ -25,6 +25,7 @@ from .._backend import Backend
 from .._backoff import until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
+from .._delivery import Deliverer
 from .._envelope import Envelope, decode_envelope
 from .._exceptions import (
     BusUnavailableError,
@@ -316,3 +317,6 @@ class RedisBackend(Backend):
 
     async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
         return await redis_status(self.shared, subscriptions)
+
+    def deliverers(self) -> list[Deliverer]:
+        return [*self._consumers.values(), *self.local.deliverers()]

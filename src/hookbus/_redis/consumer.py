@@ -64,7 +64,7 @@ class StreamConsumer(Deliverer):
 
     def __init__(self, shared: RedisShared, sub: Subscription) -> None:
         self._records = RedisCompletions(shared)
-        super().__init__(sub, shared.executor, self._records)
+        super().__init__(sub, shared.executor, self._records, mode="redis")
         self.shared = shared
         keys = shared.keys
         self.group = sub.id
@@ -132,7 +132,9 @@ class StreamConsumer(Deliverer):
                 await self._read_batch(self._block_ms(loop.time(), next_claim))
                 await self._flush_acks()
                 if outage:
-                    logger.warning("subscriber %s: Redis reachable again", self.sub.id)
+                    logger.warning(
+                        "subscriber %s: Redis reachable again", self.sub.id, extra=self.log_extra()
+                    )
                     outage = False
                 backoff.reset()
             except asyncio.CancelledError:
@@ -144,11 +146,16 @@ class StreamConsumer(Deliverer):
                 if is_transient(exc):
                     if not outage:
                         logger.warning(
-                            "subscriber %s: Redis unreachable (%r), retrying", self.sub.id, exc
+                            "subscriber %s: Redis unreachable (%r), retrying",
+                            self.sub.id,
+                            exc,
+                            extra=self.log_extra(),
                         )
                         outage = True
                 else:
-                    logger.exception("subscriber %s: unexpected error", self.sub.id)
+                    logger.exception(
+                        "subscriber %s: unexpected error", self.sub.id, extra=self.log_extra()
+                    )
                 await backoff.sleep()
                 await refresh_routes(self.shared.client)
                 await refresh_routes(self.shared.blocking)
@@ -247,6 +254,7 @@ class StreamConsumer(Deliverer):
             self.sub.id,
             stream.decode(errors="replace"),
             entry_id.decode(errors="replace"),
+            extra=self.log_extra(attempt=attempt),
         )
         self._schedule(stream, entry_id, attempt, self.sub.retry.delay(attempt))
 
@@ -314,6 +322,7 @@ class StreamConsumer(Deliverer):
                     "or taken over and handled elsewhere)",
                     self.sub.id,
                     entry_id.decode(),
+                    extra=self.log_extra(attempt=attempt),
                 )
                 continue
             _, fields = claimed[0]
@@ -358,6 +367,7 @@ class StreamConsumer(Deliverer):
                         self.sub.id,
                         error_text(exc, 200),
                         len(self.unwritten),
+                        extra=self.log_extra(),
                     )
                 delay = self._unwritten_backoff.next_delay()
                 self._unwritten_due = asyncio.get_running_loop().time() + delay
@@ -486,6 +496,7 @@ class StreamConsumer(Deliverer):
             "data?); recreated after the last entry read here",
             self.sub.id,
             self.stream.decode(),
+            extra=self.log_extra(),
         )
 
     async def hand_back(self, held: dict[bytes, list[bytes]]) -> None:

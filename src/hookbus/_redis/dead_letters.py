@@ -27,6 +27,7 @@ from .._dead_letter import DeadLetter, error_type_name
 from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import DeadLetterNotFoundError, InvalidEnvelopeError, error_text
+from .._logging import log_extra
 from .client import Redis, id_key, redis_errors
 from .keys import Keys
 from .scripts import DEAD_LETTER, REQUEUE
@@ -109,6 +110,13 @@ class DeadLetterStore:
             fields["attempts"],
             fields["error_type"],
             fields["error_message"],
+            extra=log_extra(
+                "redis",
+                subscriber=fields["subscriber"],
+                event_type=fields["type"],
+                event_id=fields["event_id"] or None,
+                attempt=int(fields["attempts"]),
+            ),
         )
 
     async def list_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:

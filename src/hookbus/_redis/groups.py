@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .._logging import log_extra
 from .client import Redis, id_key, redis_errors
 from .shared import RedisShared
 
@@ -55,6 +56,7 @@ async def record_lost(shared: RedisShared, subscriber: str, stream: bytes, ids: 
         "y" if len(ids) == 1 else "ies",
         stream.decode(),
         ", ".join(i.decode() if isinstance(i, bytes) else str(i) for i in ids[:10]),
+        extra=log_extra("redis", subscriber=subscriber),
     )
 
 

@@ -26,6 +26,7 @@ from .._backoff import Backoff
 from .._envelope import Envelope, decode_envelope
 from .._event import Event
 from .._exceptions import InvalidEnvelopeError
+from .._logging import log_extra
 from .client import (
     id_key,
     is_refused,
@@ -41,6 +42,7 @@ from .shared import RedisShared
 __all__ = ["LiveFeed"]
 
 logger = logging.getLogger("hookbus")
+_EXTRA = log_extra("redis")
 
 OWN_ENVELOPES = 10_000  # published envelopes kept until their message comes back
 SYNC_RESEND = 1.0  # seconds before a sync token that did not come back is sent again
@@ -107,7 +109,7 @@ class LiveFeed:
                 await self._sync_channels(pubsub)
                 if reconnecting:
                     await self._catch_up()
-                    logger.warning("hookbus live feed: reconnected to Redis Pub/Sub")
+                    logger.warning("hookbus live feed: reconnected to Redis Pub/Sub", extra=_EXTRA)
                 self.ready.set()
                 while True:
                     message = await pubsub.get_message(timeout=0.2)
@@ -126,7 +128,11 @@ class LiveFeed:
                 self.ready.clear()
                 if is_refused(exc):
                     if self.refusal is None:
-                        logger.error("hookbus live feed: Redis refused the subscription: %s", exc)
+                        logger.error(
+                            "hookbus live feed: Redis refused the subscription: %s",
+                            exc,
+                            extra=_EXTRA,
+                        )
                     self.refusal = exc
                     await asyncio.sleep(5.0)  # a permission will not appear by itself soon
                     continue
@@ -136,9 +142,10 @@ class LiveFeed:
                         "hookbus live feed lost its Redis Pub/Sub connection (%r): ephemeral "
                         "events sent meanwhile are missed; reconnecting",
                         exc,
+                        extra=_EXTRA,
                     )
                 else:
-                    logger.exception("hookbus live feed: unexpected error")
+                    logger.exception("hookbus live feed: unexpected error", extra=_EXTRA)
                 await refresh_routes(self._shared.blocking)
                 await refresh_routes(self._shared.client)
                 reconnecting = True
@@ -242,7 +249,12 @@ class LiveFeed:
                     encoded, self._shared.types, self._shared.event_class(self._type_of(channel))
                 )
             except InvalidEnvelopeError as exc:
-                logger.warning("hookbus live feed: ignoring a bad message on %r: %s", channel, exc)
+                logger.warning(
+                    "hookbus live feed: ignoring a bad message on %r: %s",
+                    channel,
+                    exc,
+                    extra=_EXTRA,
+                )
                 return
         if stream_id is None:
             self._received[envelope.type] = self._received.get(envelope.type, 0) + 1
@@ -294,7 +306,9 @@ class LiveFeed:
         self._received.clear()
         if missed:
             logger.warning(
-                "hookbus live feed: %d ephemeral event(s) were missed while disconnected", missed
+                "hookbus live feed: %d ephemeral event(s) were missed while disconnected",
+                missed,
+                extra=_EXTRA,
             )
 
     async def _catch_up(self) -> None:
@@ -332,4 +346,4 @@ async def _close(closing: Any) -> None:
     try:
         await closing.aclose()
     except Exception:  # closing a broken connection may fail too
-        logger.debug("hookbus live feed: error while closing Pub/Sub", exc_info=True)
+        logger.debug("hookbus live feed: error while closing Pub/Sub", exc_info=True, extra=_EXTRA)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from .._backoff import Backoff
+from .._logging import log_extra
 from .client import is_transient, refresh_routes
 from .consumer import StreamConsumer
 from .scripts import HEARTBEAT, TRIM
@@ -72,7 +73,9 @@ class Maintenance:
                 raise
             except Exception as exc:
                 if not is_transient(exc):
-                    logger.exception("hookbus maintenance: unexpected error")
+                    logger.exception(
+                        "hookbus maintenance: unexpected error", extra=log_extra("redis")
+                    )
                 await backoff.sleep()
                 await refresh_routes(self._shared.client)
 
@@ -141,4 +144,9 @@ class Maintenance:
                         and int(info["idle"]) > expiry_ms
                     ):
                         await shared.client.xgroup_delconsumer(stream, consumer.group, name)
-                        logger.info("hookbus: removed idle consumer %s of %s", name, consumer.group)
+                        logger.info(
+                            "hookbus: removed idle consumer %s of %s",
+                            name,
+                            consumer.group,
+                            extra=log_extra("redis", subscriber=consumer.group),
+                        )

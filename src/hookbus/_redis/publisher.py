@@ -32,6 +32,7 @@ from typing import Any
 from .._backoff import Backoff
 from .._envelope import Envelope
 from .._exceptions import BusClosedError, BusUnavailableError
+from .._logging import log_extra
 from .._redis_options import RedisOptions
 from .client import Redis, is_transient, redis_errors, refresh_routes
 from .keys import Keys
@@ -285,4 +286,6 @@ def _fail(batch: list[_Waiting], exc: BaseException) -> None:
     for _, future, _ in batch:
         if not future.done():
             future.set_exception(exc)
-    logger.error("hookbus could not store %d event(s): %r", len(batch), exc)
+    logger.error(
+        "hookbus could not store %d event(s): %r", len(batch), exc, extra=log_extra("redis")
+    )

@@ -7,7 +7,8 @@ Three lines wire a bus into an app::
     app.include_router(event_feed(bus, authorize=current_user))   # GET /events/stream
 
 The same feed over WebSocket: ``event_feed_websocket(bus, authorize=...)``
-(``/events/ws``).
+(``/events/ws``). Prometheus metrics (``hookbus[metrics]``):
+``app.include_router(metrics_router(bus))`` (``/metrics``).
 
 Routes get the bus with ``bus: EventBus = Depends(get_bus)``. On SIGTERM or
 SIGINT the feeds close before the server waits for its connections;
@@ -25,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._feed import EventFeedRouter, FeedStats, event_feed
 from ._lifespan import bus_lifespan, get_bus
+from ._metrics import metrics_router
 from ._shutdown import close_feeds
 from ._websocket import event_feed_websocket
 
@@ -36,4 +38,5 @@ __all__ = [
     "event_feed",
     "event_feed_websocket",
     "get_bus",
+    "metrics_router",
 ]

@@ -39,7 +39,7 @@ def bus_lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         app.state.hookbus = bus
-        feeds = app.state.hookbus_feeds = FeedShutdown()
+        feeds = app.state.hookbus_feeds = FeedShutdown(bus.mode)
         with before_shutdown_signals(feeds.close, wanted):
             async with bus:
                 try:

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
+from .._logging import log_extra
+
 __all__ = ["CLOSE_TIMEOUT", "FeedShutdown", "close_feeds", "feed_shutdown", "get_feed_shutdown"]
 
 logger = logging.getLogger("hookbus")
@@ -32,7 +34,9 @@ class FeedShutdown:
     """The feed connections of one app: how many are open, and whether the
     server is going away (then each ends, and new ones end at once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str | None = None) -> None:
+        #: The bus's mode, for log records.
+        self.mode = mode
         #: Set when the server is going away; every feed connection races it.
         self.going_away = asyncio.Event()
         self._open = 0
@@ -55,7 +59,11 @@ class FeedShutdown:
         """Tell every connection the server is going away; return once each has
         sent its end, or after ``timeout`` seconds (a stuck client)."""
         if not self.going_away.is_set():
-            logger.info("closing %d live feed connection(s): the server is going away", self._open)
+            logger.info(
+                "closing %d live feed connection(s): the server is going away",
+                self._open,
+                extra=log_extra(self.mode),
+            )
         self.going_away.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):

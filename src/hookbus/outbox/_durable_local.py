@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import or_, update
 
 from .._envelope import Envelope
+from .._logging import log_extra
 from .._outbox_options import OutboxOptions
 from ._relay import OutboxRelay, decode_rows
 from ._tables import outbox_table
@@ -74,7 +75,11 @@ class DurableLocalRelay(OutboxRelay):
                 await self._settle_finished()
                 await self._free(sorted(self._in_flight))
             except Exception as exc:  # their leases run out instead
-                logger.warning("hookbus outbox: cannot free claimed rows on stop (%r)", exc)
+                logger.warning(
+                    "hookbus outbox: cannot free claimed rows on stop (%r)",
+                    exc,
+                    extra=log_extra(self.mode),
+                )
             self._in_flight.clear()
         await super().stop()
 

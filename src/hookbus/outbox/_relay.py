@@ -45,6 +45,7 @@ from .._backoff import Backoff
 from .._envelope import Envelope, decode_envelope
 from .._event import declared
 from .._exceptions import InvalidEnvelopeError, error_text
+from .._logging import log_extra
 from .._outbox_options import OutboxOptions
 from ._inbox import InboxCompletions
 from ._relay_lock import RelayLock
@@ -92,9 +93,17 @@ class OutboxRelay:
     """Publishes the outbox's committed rows through ``publish``."""
 
     def __init__(
-        self, url: str, publish: Publish, options: OutboxOptions, retention: float
+        self,
+        url: str,
+        publish: Publish,
+        options: OutboxOptions,
+        retention: float,
+        *,
+        mode: str = "local",
     ) -> None:
         self._url = url
+        #: The bus's mode, for log records.
+        self.mode = mode
         self._publish = publish
         self._options = options
         self._retention = retention
@@ -181,7 +190,11 @@ class OutboxRelay:
             self._listener = await asyncpg.connect(dsn)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())
         except Exception as exc:  # polling still works
-            logger.warning("hookbus outbox: LISTEN failed (%s); polling instead", exc)
+            logger.warning(
+                "hookbus outbox: LISTEN failed (%s); polling instead",
+                exc,
+                extra=log_extra(self.mode),
+            )
             self._listener = None
 
     async def _run(self) -> None:
@@ -197,7 +210,9 @@ class OutboxRelay:
                 if not lock.acquire():  # another process relays this SQLite file
                     await self._sleep(self._options.poll_interval)
                     continue
-                logger.info("hookbus outbox: this process relays %s", lock.path)
+                logger.info(
+                    "hookbus outbox: this process relays %s", lock.path, extra=log_extra(self.mode)
+                )
                 taking_over = True
             try:
                 if taking_over:
@@ -210,7 +225,9 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 logger.warning(
-                    "hookbus outbox: relay pass failed (%s); rows wait", error_text(exc, 300)
+                    "hookbus outbox: relay pass failed (%s); rows wait",
+                    error_text(exc, 300),
+                    extra=log_extra(self.mode),
                 )
                 await self._sleep(backoff.next_delay())
                 continue
@@ -281,7 +298,12 @@ class OutboxRelay:
             else:
                 await connection.execute(delete(table).where(table.c.id.in_(sent)))
         for row_id, error in poisoned:
-            logger.error("hookbus outbox: row %s cannot be published: %s", row_id, error)
+            logger.error(
+                "hookbus outbox: row %s cannot be published: %s",
+                row_id,
+                error,
+                extra=log_extra(self.mode),
+            )
             await connection.execute(update(table).where(table.c.id == row_id).values(error=error))
 
     async def _housekeeping(self) -> None:
@@ -294,6 +316,7 @@ class OutboxRelay:
                 "hookbus outbox: %d rows waiting, the oldest for %.1fs; the backlog grows",
                 stats.waiting,
                 stats.oldest_age or 0.0,
+                extra=log_extra(self.mode),
             )
         self._last_backlog = stats.waiting
         await InboxCompletions(self.engine, self._retention).forget_old()
