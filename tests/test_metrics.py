@@ -239,3 +239,39 @@ async def test_redis_mode_counts_deliveries_and_times_handlers(
     assert value(registry, "hookbus_handled_total", outcome="ok", **labels) == 5
     assert value(registry, "hookbus_handled_total", outcome="retried", **labels) == 5
     assert value(registry, "hookbus_handler_duration_seconds_count", **labels) == 10
+
+
+@pytest.mark.redis
+async def test_status_gauges_are_read_from_the_broker(redis_url: str, redis_prefix: str) -> None:
+    """Events another process emitted while nobody consumed: the lag gauge shows them,
+    and the dead letters of a subscriber that gave up."""
+    from dataclasses import replace
+
+    emitter = redis_bus(redis_url, redis_prefix)
+    emitter.register(Paid)
+    app_bus = redis_bus(redis_url, redis_prefix)
+
+    def always(event: Paid, attempt: int) -> None:
+        raise RuntimeError("the accounting is down")
+
+    app_bus.subscribe(Paid, Recorder[Paid](always), name="books")
+    async with app_bus:  # creates the group, dead-letters what it gets, then stops
+        await emitter.start()
+        await emitter.emit(Paid(order_id=0))
+        await app_bus.drain(10)
+    for order_id in range(1, 4):  # nobody consumes these
+        await emitter.emit(Paid(order_id=order_id))
+    await emitter.stop()
+
+    settings = app_bus.settings
+    watcher = EventBus(settings=settings.with_options(redis=replace(settings.redis, consume=False)))
+    watcher.subscribe(Paid, Recorder[Paid](), name="books")
+    registry = CollectorRegistry()
+    app = FastAPI(lifespan=bus_lifespan(watcher))
+    app.include_router(metrics_router(watcher, registry=registry))
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as client:
+        text = (await client.get("/metrics")).text
+    labels = 'event_type="metrics.paid",subscriber="books"'
+    assert f"hookbus_lag{{{labels}}} 3.0" in text
+    assert f"hookbus_dead_letters{{{labels}}} 1.0" in text
+    assert f"hookbus_consumers{{{labels}}} 0.0" in text

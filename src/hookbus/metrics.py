@@ -32,10 +32,12 @@ runs.
 Every process exposes its own series; Prometheus adds them up across
 processes (``sum by (event_type) (rate(hookbus_emitted_total[5m]))``).
 
-Other metrics computed asynchronously (the backlog of a stream, dead letters
-stored in Redis...) plug in with :meth:`BusMetrics.add_source`: an async
-function returning metric families, awaited by :meth:`BusMetrics.refresh`
-before each scrape of the FastAPI route.
+Gauges of what the broker stores for every process — lag, pending, live
+consumers and dead letters per subscriber, the outbox's backlog — come from
+:meth:`EventBus.status` (:mod:`hookbus._status_gauges`), read by
+:meth:`BusMetrics.refresh`, which the FastAPI route awaits before each
+scrape. Other asynchronous metrics plug in the same way with
+:meth:`BusMetrics.add_source`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "hookbus.metrics needs prometheus-client: pip install 'hookbus[metrics]'"
     ) from exc
 
+from ._status_gauges import status_gauges
+
 if TYPE_CHECKING:
     from ._bus import EventBus, Publish, Write
     from ._delivery import Deliverer
@@ -87,6 +91,7 @@ def enable(
     *,
     buckets: Iterable[float] = DEFAULT_BUCKETS,
     sample_every: int = 32,
+    status: bool = True,
 ) -> BusMetrics:
     """Count ``bus``'s emits and deliveries, and register its collector in
     ``registry`` (default: prometheus_client's default registry); return it.
@@ -97,7 +102,10 @@ def enable(
     handler-duration histogram. ``sample_every``: in local mode's batch loop,
     one delivery in that many is timed and stands for the others (1: every
     delivery, which costs in-process throughput about a tenth); deliveries
-    made one at a time are always timed.
+    made one at a time are always timed. ``status``: also expose the gauges of
+    :meth:`EventBus.status` (lag, pending, consumers, dead letters per subscriber;
+    the outbox's backlog), read from the broker at each :meth:`BusMetrics.refresh`
+    (:mod:`hookbus._status_gauges`).
     """
     metrics = _enabled.get(bus)
     if metrics is None:
@@ -107,6 +115,8 @@ def enable(
             write=metrics._count_write,
             deliverer=metrics._install_timer,
         )
+        if status:
+            metrics.add_source(status_gauges(bus))
         _enabled[bus] = metrics
     metrics.register(REGISTRY if registry is None else registry)
     return metrics
