@@ -10,85 +10,24 @@ to ``artifacts/dashboard.png``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import (
-    Browser,
-    ConsoleMessage,
-    Error,
-    Locator,
-    Page,
-    Request,
-    Response,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Locator, Page, expect
 
+from browser import Problems, artifacts_dir, chromium, needs_chromium
 from demo_server import demo_server
-from redis_helpers import REPO_ROOT, clean_env
+from redis_helpers import clean_env
 
-ARTIFACTS = Path(os.environ.get("HOOKBUS_ARTIFACTS", REPO_ROOT / "artifacts"))
-CHROMIUM = os.environ.get("HOOKBUS_CHROMIUM") or shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (.ci/run installs it)"),
-    pytest.mark.timeout(120),
-]
-
-
-class Problems:
-    """What went wrong in the pages it watches: console errors, uncaught page errors,
-    failed requests and HTTP error responses, as readable lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def watch(self, page: Page) -> Page:
-        page.on("console", self._console)
-        page.on("pageerror", self._page_error)
-        page.on("requestfailed", self._request_failed)
-        page.on("response", self._response)
-        return page
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            self.lines.append(f"console {message.type}: {message.text} ({message.location})")
-
-    def _page_error(self, error: Error) -> None:
-        self.lines.append(f"page error: {error}")
-
-    def _request_failed(self, request: Request) -> None:
-        self.lines.append(f"request failed: {request.method} {request.url}: {request.failure}")
-
-    def _response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.lines.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+pytestmark = [needs_chromium, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        browser = await driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -114,8 +53,7 @@ async def page(browser: Browser, problems: Problems) -> Page:
 
 @pytest.fixture
 def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+    return artifacts_dir()
 
 
 async def test_import_progress_reaches_100_and_a_closed_sale_appears_in_the_feed(

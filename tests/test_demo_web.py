@@ -58,6 +58,29 @@ def test_the_dashboard_declares_an_icon_that_is_served(client: TestClient) -> No
     assert answer.headers["content-type"].startswith("image/svg+xml")
 
 
+def test_the_dashboard_links_the_bus_panel_which_shows_a_voucher_dead_letter(
+    client: TestClient,
+) -> None:
+    assert 'href="/hookbus/"' in client.get("/").text
+    assert client.get("/hookbus/").status_code == 200
+    sale = client.post("/api/till/sales", json={"total": "5.00", "payment_method": "voucher"})
+    assert sale.status_code == 201
+
+    def dead(status: dict[str, Any]) -> bool:
+        return any(
+            row["subscriber"] == "accounting" and row["dead_letters"] == 1
+            for row in status["subscribers"]
+        )
+
+    status = wait_for(client, "/hookbus/api/status", dead)
+    assert status["mode"] == "local"
+    assert {"kind": "dead_letters", "subscriber": "accounting"}.items() <= next(
+        problem for problem in status["problems"] if problem["kind"] == "dead_letters"
+    ).items()
+    [letter] = client.get("/hookbus/api/dead-letters?subscriber=accounting").json()["dead_letters"]
+    assert "unknown payment 'voucher'" in letter["error_message"]
+
+
 ANN, BOB = "a1" * 12, "b2" * 12  # visitor ids, as a browser makes them
 
 

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     processes = f"{args.workers} web process" + ("es" if args.workers > 1 else "")
     print(f"hookbus shop demo [{mode} mode, {processes}]")
     print(f"  dashboard   {base}/")
+    print(f"  bus panel   {base}/hookbus/  (status, dead letters; public in the demo)")
     print(f"  JSON API    {base}/docs")
     print(f"  event feed  {base}/events/stream  (public in the demo: no login)")
     print(f"              ws://{args.host}:{port}/events/ws  (the same over WebSocket)")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ._envelope import Envelope
 from ._event import Event
@@ -59,3 +62,27 @@ class DeadLetter:
     def event(self) -> Event | None:
         """The event that could not be handled (``None`` if it could not be decoded)."""
         return None if self.envelope is None else self.envelope.event
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dead letter as plain JSON-ready data (``hookbus dead-letters list --json``):
+        the envelope as CloudEvents JSON when it could be decoded, else the raw payload
+        as ``payload`` (text, if UTF-8) or ``payload_base64``."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "subscriber": self.subscriber,
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "attempts": self.attempts,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "failed_at": self.failed_at.isoformat(),
+            "source": self.source,
+            "position": self.position,
+            "envelope": None if self.envelope is None else json.loads(self.envelope.encode()),
+        }
+        if self.envelope is None and self.payload is not None:
+            try:
+                data["payload"] = self.payload.decode()
+            except UnicodeDecodeError:
+                data["payload_base64"] = base64.b64encode(self.payload).decode()
+        return data

@@ -1,4 +1,5 @@
-"""Wires the shop's modules on one bus per web process, with the dashboard at ``/``.
+"""Wires the shop's modules on one bus per web process, with the dashboard at ``/`` and
+hookbus's web panel at ``/hookbus/``.
 
 Configuration comes from the environment, as in production:
 ``EVENT_BUS_MODE`` (``local`` or ``redis``) and ``HOOKBUS_REDIS_URL`` for the
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 
 import hookbus.outbox
 from hookbus import ConfigurationError, EventBus, RetryPolicy, event_types, is_durable
-from hookbus.fastapi import bus_lifespan, event_feed, event_feed_websocket
+from hookbus.fastapi import bus_lifespan, event_feed, event_feed_websocket, panel_router
 
 from .. import accounting
 from ..database import open_engine, outbox_url
@@ -43,6 +44,7 @@ __all__ = ["Meta", "create_app", "data_dir_from_env"]
 STATIC = Path(__file__).parent / "static"
 FEED_PATH = "/events/stream"
 WEBSOCKET_PATH = "/events/ws"
+PANEL_PATH = "/hookbus"
 
 
 class Meta(BaseModel):
@@ -132,6 +134,9 @@ def create_app(data_dir: Path | None = None, bus: EventBus | None = None) -> Fas
     # The demo's feed is public; a real shop passes authorize=<its login dependency>.
     app.include_router(event_feed(bus, public=True, path=FEED_PATH))
     app.include_router(event_feed_websocket(bus, public=True, path=WEBSOCKET_PATH))
+    # So is the panel (bus status, dead letters to retry or discard). A real shop puts it
+    # behind its operators' login: panel_router(dependencies=[Depends(require_admin)]).
+    app.include_router(panel_router(public=True), prefix=PANEL_PATH)
 
     @app.get("/api/meta", tags=["dashboard"])
     async def meta() -> Meta:

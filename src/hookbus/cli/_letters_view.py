@@ -1,14 +1,12 @@
-"""Dead letters as text lines, as a detailed view, and as JSON-ready data."""
+"""Dead letters as text lines and as a detailed view (as JSON: ``DeadLetter.to_dict``)."""
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any
 
 from .._dead_letter import DeadLetter
 
-__all__ = ["letter_data", "letter_details", "letter_line"]
+__all__ = ["letter_details", "letter_line"]
 
 
 def letter_line(letter: DeadLetter) -> str:
@@ -46,30 +44,6 @@ def letter_details(letter: DeadLetter) -> list[tuple[str, str]]:
     elif letter.payload is not None:
         rows.append(("payload", f"{len(letter.payload)} bytes: {_preview(letter.payload, 2000)}"))
     return rows
-
-
-def letter_data(letter: DeadLetter) -> dict[str, Any]:
-    """A dead letter as JSON-ready data: the envelope as CloudEvents JSON when it could
-    be decoded, else the payload (text if UTF-8, else base64)."""
-    data: dict[str, Any] = {
-        "id": letter.id,
-        "subscriber": letter.subscriber,
-        "event_type": letter.event_type,
-        "event_id": letter.event_id,
-        "attempts": letter.attempts,
-        "error_type": letter.error_type,
-        "error_message": letter.error_message,
-        "failed_at": letter.failed_at.isoformat(),
-        "source": letter.source,
-        "position": letter.position,
-        "envelope": None if letter.envelope is None else json.loads(letter.envelope.encode()),
-    }
-    if letter.envelope is None and letter.payload is not None:
-        try:
-            data["payload"] = letter.payload.decode()
-        except UnicodeDecodeError:
-            data["payload_base64"] = base64.b64encode(letter.payload).decode()
-    return data
 
 
 def _preview(payload: bytes, limit: int = 120) -> str:

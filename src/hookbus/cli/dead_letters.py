@@ -26,7 +26,7 @@ from ._app import admin_bus, apply_url, load_bus, settings_of
 from ._console import console
 from ._durations import parse_duration
 from ._errors import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, CliError, say_error
-from ._letters_view import letter_data, letter_details, letter_line
+from ._letters_view import letter_details, letter_line
 from ._options import app_option, json_option, url_option
 
 __all__ = ["dead_letters"]
@@ -151,7 +151,7 @@ def list_letters(
 
     letters = asyncio.run(run())
     if as_json:
-        print(json.dumps([letter_data(letter) for letter in letters]))
+        print(json.dumps([letter.to_dict() for letter in letters]))
         return EXIT_OK
     out = console()
     for letter in letters:
@@ -183,7 +183,7 @@ def show_letter(letter_id: str, app_target: str | None, url: str | None, as_json
 
     letter = asyncio.run(run())
     if as_json:
-        print(json.dumps(letter_data(letter)))
+        print(json.dumps(letter.to_dict()))
         return EXIT_OK
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")

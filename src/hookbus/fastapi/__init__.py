@@ -9,6 +9,9 @@ Three lines wire a bus into an app::
 The same feed over WebSocket: ``event_feed_websocket(bus, authorize=...)``
 (``/events/ws``). Prometheus metrics (``hookbus[metrics]``):
 ``app.include_router(metrics_router(bus))`` (``/metrics``).
+The web panel (status, live, and dead letters to retry or
+discard): ``app.include_router(panel_router(dependencies=[Depends(require_admin)]),
+prefix="/hookbus")``.
 
 Routes get the bus with ``bus: EventBus = Depends(get_bus)``. On SIGTERM or
 SIGINT the feeds close before the server waits for its connections;
@@ -27,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._feed import EventFeedRouter, FeedStats, event_feed
 from ._lifespan import bus_lifespan, get_bus
 from ._metrics import metrics_router
+from ._panel import panel_router
 from ._shutdown import close_feeds
 from ._websocket import event_feed_websocket
 
@@ -39,4 +43,5 @@ __all__ = [
     "event_feed_websocket",
     "get_bus",
     "metrics_router",
+    "panel_router",
 ]
