@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -31,8 +32,14 @@ class Result:
 def run(*args: str) -> Result:
     """``hookbus events TARGET *args`` in this process."""
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["events", TARGET, *args])
+    loggers = [logging.getLogger(), logging.getLogger("hookbus")]
+    levels = [logger.level for logger in loggers]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["events", TARGET, *args])
+    finally:  # the command sets the logging levels of its process: give this one its own back
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
 import httpx
@@ -169,6 +170,7 @@ def test_enable_twice_gives_the_same_collector_and_a_second_bus_needs_its_own_re
 async def test_sources_are_refreshed_and_a_failing_one_is_left_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="hookbus")
     bus = local_bus()
     registry = CollectorRegistry()
     collector = metrics.enable(bus, registry)
