@@ -135,10 +135,6 @@ redis.call('XDEL', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS[1] the subscriber's completion records (sorted set: event id -> time in ms),
-# KEYS[2] the stream, KEYS[3] the re-queue stream; ARGV[1] group, ARGV[2] now (ms),
-# ARGV[3] the oldest time kept (ms), ARGV[4] n, ARGV[5 .. 4+n] the event ids completed,
-# ARGV[5+n] m, then m entry ids of the stream, then the entry ids of the re-queue stream.
 # KEYS[1]: a group's live-consumers set. ARGV: consumer name, milliseconds to live.
 HEARTBEAT = """
 local time = redis.call('TIME')
@@ -181,6 +177,10 @@ if #entries == 0 then return {0, ''} end
 return {#entries, entries[#entries][1]}
 """
 
+# KEYS[1] the subscriber's completion records (sorted set: event id -> time in ms),
+# KEYS[2] the stream, KEYS[3] the re-queue stream; ARGV[1] group, ARGV[2] now (ms),
+# ARGV[3] the oldest time kept (ms), ARGV[4] n, ARGV[5 .. 4+n] the event ids completed,
+# ARGV[5+n] m, then m entry ids of the stream, then the entry ids of the re-queue stream.
 ACK_DONE = """
 local n = tonumber(ARGV[4])
 for i = 5, 4 + n do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
