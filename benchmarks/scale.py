@@ -30,7 +30,8 @@ share the load round-robin.
    counter (each worker adds its count to a key of the single Redis server every 5 ms, see
    ``benchmarks._cluster_app``) reached ``--events`` and a passive declare of each of the
    subscriber's queues shows no message left in it. A counter above ``--events`` (an event
-   handled twice) fails the run.
+   handled twice: delivery is at least once, and a worker whose connection dropped hands its
+   unacknowledged messages back) is reported; one below it after the stop fails the run.
 """
 
 from __future__ import annotations
@@ -178,17 +179,19 @@ class RabbitBackend:
             return int(await self.counter.get(key) or 0)
 
         async def all_handled() -> bool:
+            # At least once: a worker whose connection dropped hands its unacknowledged
+            # messages back, so a handling may be counted twice (reported below).
             count = await handled()
-            if count > len(events):
-                raise RuntimeError(f"{count} handlings of {len(events)} events")
-            return count == len(events) and await self.messages(name_prefix) == 0
+            return count >= len(events) and await self.messages(name_prefix) == 0
 
         elapsed = await common.run_workers(
             workers, config, spin_us=a.spin_us, all_handled=all_handled, timeout=a.timeout
         )
         count = await handled()
-        if count != len(events):
+        if count < len(events):
             raise RuntimeError(f"{count} handlings of {len(events)} events after the stop")
+        if count > len(events):
+            print(f"  ({count - len(events)} of {len(events)} events handled twice: redelivered)")
         await self.counter.delete(key)
         return len(events) / elapsed
 
