@@ -60,6 +60,7 @@ from types import TracebackType
 from typing import Self, TypedDict
 from urllib.parse import quote
 
+from ._server_log import ServerProcess
 from .redis_server import _death_signal_setup
 
 __all__ = [
@@ -83,7 +84,6 @@ _STOP_TIMEOUT = 10.0
 _QUERY_TIMEOUT = 30.0
 _KILL_TIMEOUT = 5.0
 _PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
 _PROTOCOL_3 = 196608
 _CANNOT_CONNECT_NOW = "57P03"  # the database system is starting up / shutting down
 _PORT_IN_USE = re.compile(r"could not bind .*address already in use", re.IGNORECASE)
@@ -388,7 +388,7 @@ def _quote_identifier(name: str) -> str:
 # --------------------------------------------------------------------------- the server
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A PostgreSQL server on 127.0.0.1, for tests and benchmarks.
 
     Nothing starts until :meth:`start` (or ``with``). Arguments, all optional:
@@ -753,39 +753,6 @@ class PostgresServer:
                     pending.discard(pid)
             if pending:
                 time.sleep(0.005)
-
-    def _reap(self) -> None:
-        """Forget a server that exited by itself."""
-        if self._process is not None and self._process.poll() is not None:
-            self._process = None
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            os.close(self._log_file)
-            self._log_file = None
-
-    def _log_size(self) -> int:
-        log_path = self.log_path
-        try:
-            return log_path.stat().st_size if log_path is not None else 0
-        except OSError:
-            return 0
-
-    def _log_since(self, offset: int) -> str:
-        log_path = self.log_path
-        if log_path is None:
-            return ""
-        try:
-            with log_path.open("rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _log_tail(self) -> str:
-        lines = self._log_since(0).splitlines()
-        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(empty)"
 
 
 _LIVE: set[PostgresServer] = set()

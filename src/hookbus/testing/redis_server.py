@@ -51,6 +51,8 @@ from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import quote
 
+from ._server_log import ServerProcess
+
 __all__ = [
     "SERVERS_ENV",
     "RedisServer",
@@ -70,7 +72,6 @@ _DEFAULT_BINARIES = ("redis-server", "valkey-server")
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 _PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
 
 AppendFsync = Literal["always", "everysec", "no"]
 
@@ -340,7 +341,7 @@ def _death_signal_setup() -> Callable[[], None] | None:
     return setup
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """A Redis-compatible server process on 127.0.0.1, for tests and benchmarks.
 
     Nothing starts until :meth:`start` (or ``with``). Arguments:
@@ -603,39 +604,6 @@ class RedisServer:
                     process.wait()
             self._process = None
         self._close_log()
-
-    def _reap(self) -> None:
-        """Forget a process that exited by itself."""
-        if self._process is not None and self._process.poll() is not None:
-            self._process = None
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            os.close(self._log_file)
-            self._log_file = None
-
-    def _log_size(self) -> int:
-        log_path = self.log_path
-        try:
-            return log_path.stat().st_size if log_path is not None else 0
-        except OSError:
-            return 0
-
-    def _log_since(self, offset: int) -> str:
-        log_path = self.log_path
-        if log_path is None:
-            return ""
-        try:
-            with log_path.open("rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _log_tail(self) -> str:
-        lines = self._log_since(0).splitlines()
-        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(empty)"
 
 
 _LIVE: set[RedisServer] = set()
