@@ -59,6 +59,21 @@ def problems(status: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [(p["kind"], p["subscriber"]) for p in status["problems"]]
 
 
+async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python -m hookbus ARGS`` running, its stdout and stderr piped, stdin closed."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hookbus",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_status_lag_pending_dead_letters_repair_and_replay(
     redis_url: str, redis_prefix: str, workers: WorkerPool
 ) -> None:
@@ -200,20 +215,13 @@ async def test_status_watch_sees_the_lag_grow(redis_url: str, redis_prefix: str)
     env = shop_env(redis_url, redis_prefix)
     async with emitter_bus(redis_url, redis_prefix) as bus:
         await bus.emit(sale(1))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hookbus",
+        process = await spawn(
             "status",
             SHOP_TARGET,
             "--json",
             "--watch",
             "0.2",
-            cwd=REPO_ROOT,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         try:
             assert process.stdout is not None
@@ -239,20 +247,13 @@ async def test_tail_prints_events_emitted_while_it_runs_and_stops_on_ctrl_c(
     redis_url: str, redis_prefix: str
 ) -> None:
     env = shop_env(redis_url, redis_prefix)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hookbus",
+    process = await spawn(
         "tail",
         TYPE,
         "--app",
         SHOP_TARGET,
         "--json",
-        cwd=REPO_ROOT,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
@@ -278,18 +279,11 @@ async def test_tail_prints_events_emitted_while_it_runs_and_stops_on_ctrl_c(
 
 async def test_tail_pretty_lines(redis_url: str, redis_prefix: str) -> None:
     env = shop_env(redis_url, redis_prefix)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hookbus",
+    process = await spawn(
         "tail",
         "--app",
         SHOP_TARGET,
-        cwd=REPO_ROOT,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
