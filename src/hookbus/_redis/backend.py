@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
@@ -34,6 +35,7 @@ from .._exceptions import (
 )
 from .._live import LiveStatistics
 from .._local import LocalBackend
+from .._logging import log_extra
 from .._redis_url import safe_url
 from .._settings import Settings
 from .._status import BackendStatus
@@ -59,6 +61,11 @@ from .shared import RedisShared
 from .status import redis_status
 
 __all__ = ["RedisBackend"]
+
+
+logger = logging.getLogger("hookbus")
+
+_STOP_STEP = 5.0  # seconds each clean-up step of a stop may wait on Redis
 
 
 class RedisBackend(Backend):
@@ -167,21 +174,30 @@ class RedisBackend(Backend):
         await asyncio.gather(*(c.stop_task(timeout) for c in self._consumers.values()))
         for consumer in self._consumers.values():
             consumer.cancel_timers()
+            # Each step bounded: a stop never waits on Redis for long.
             with contextlib.suppress(Exception):  # no longer a live consumer of the group
-                await self.shared.client.zrem(
-                    self.shared.keys.live_consumers(consumer.sub.event_name, consumer.group),
-                    self.shared.consumer,
-                )
+                async with asyncio.timeout(_STOP_STEP):
+                    await self.shared.client.zrem(
+                        self.shared.keys.live_consumers(consumer.sub.event_name, consumer.group),
+                        self.shared.consumer,
+                    )
             with contextlib.suppress(Exception):
                 # What it still holds (waiting for a retry, read but not handled)
                 # goes to the group's other consumers at once.
-                await consumer.hand_back(consumer.held_ids())
+                async with asyncio.timeout(_STOP_STEP):
+                    await consumer.hand_back(consumer.held_ids())
         await self.local.stop(timeout)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=_STOP_STEP)
+            if stuck:
+                logger.warning(
+                    "redis backend stopped with %d background task(s) still ending: %s",
+                    len(stuck),
+                    ", ".join(sorted(task.get_name() for task in stuck)),
+                    extra=log_extra("redis"),
+                )
         self._tasks = []
         shared = self.shared
         for client in (shared.client, shared.blocking):
