@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._backoff import Backoff
@@ -45,7 +45,50 @@ logger = logging.getLogger("hookbus")
 MAX_BATCH = 500
 MAX_TYPES = 127  # event types in one batch: their numbers fit in a byte below 128
 
-_Waiting = tuple[Envelope, "asyncio.Future[None]", float]
+
+class _Batch:
+    """Emits waiting to be stored, as parallel lists: no object per emit besides its
+    future (hundreds of emits are often in flight, and every object alive then is one
+    more for the garbage collector to walk)."""
+
+    __slots__ = ("durable", "futures", "payloads", "times", "types")
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+        self.durable: list[bool] = []
+        self.payloads: list[bytes] = []
+        self.futures: list[asyncio.Future[None]] = []
+        self.times: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.futures)
+
+    def add(self, envelope: Envelope, future: asyncio.Future[None], now: float) -> None:
+        self.types.append(envelope.type)
+        self.durable.append(envelope.durable)
+        self.payloads.append(envelope.encode())
+        self.futures.append(future)
+        self.times.append(now)
+
+    def select(self, indexes: Iterable[int]) -> _Batch:
+        """The emits at ``indexes``, as a batch of their own."""
+        part = _Batch()
+        for i in indexes:
+            part.types.append(self.types[i])
+            part.durable.append(self.durable[i])
+            part.payloads.append(self.payloads[i])
+            part.futures.append(self.futures[i])
+            part.times.append(self.times[i])
+        return part
+
+    def split(self, count: int) -> tuple[_Batch, _Batch]:
+        """The first ``count`` emits, and the rest."""
+        head, tail = _Batch(), _Batch()
+        for name in self.__slots__:
+            items = getattr(self, name)
+            setattr(head, name, items[:count])
+            setattr(tail, name, items[count:])
+        return head, tail
 
 
 class Publisher:
@@ -63,7 +106,7 @@ class Publisher:
         self._timeout = options.emit_timeout
         self._min_replicas = options.min_replicas
         self._replica_ms = max(1, int(options.replica_timeout * 1000))
-        self._batch: list[_Waiting] = []
+        self._batch = _Batch()
         self._flusher: asyncio.Task[None] | None = None
         self._sha: str | None = None
         self._on_sent = on_sent
@@ -77,7 +120,9 @@ class Publisher:
             raise BusClosedError("the bus is stopped: it accepts no more events")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._batch.append((envelope, future, loop.time()))
+        self._batch.add(envelope, future, loop.time())
+        if self._on_sent is not None:
+            self._on_sent(envelope)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name="hookbus:publisher")
         # If the emitter is cancelled, the future is too; the flusher skips it
@@ -102,7 +147,7 @@ class Publisher:
 
     async def _flush(self) -> None:
         backoff = Backoff()
-        while self._batch:
+        while len(self._batch):
             batch = self._take()
             while batch:
                 try:
@@ -122,82 +167,77 @@ class Publisher:
                 _settle(batch, failures)
                 break
 
-    def _take(self) -> list[_Waiting]:
+    def _take(self) -> _Batch:
         """The next batch: the oldest envelopes, at most MAX_BATCH of MAX_TYPES types."""
         types: set[str] = set()
         count = 0
-        for envelope, _, _ in self._batch[:MAX_BATCH]:
-            if envelope.type not in types:
+        for event_type in self._batch.types[:MAX_BATCH]:
+            if event_type not in types:
                 if len(types) == MAX_TYPES:
                     break
-                types.add(envelope.type)
+                types.add(event_type)
             count += 1
-        batch, self._batch = self._batch[:count], self._batch[count:]
+        batch, self._batch = self._batch.split(count)
         return batch
 
-    def _expire(self, batch: list[_Waiting], exc: BaseException) -> list[_Waiting]:
+    def _expire(self, batch: _Batch, exc: BaseException) -> _Batch:
         """Fail the emits that waited ``emit_timeout``; keep the others."""
         now = asyncio.get_running_loop().time()
-        expired = [w for w in batch if now - w[2] >= self._timeout]
-        if expired:
+        waited = [now - t >= self._timeout for t in batch.times]
+        if any(waited):
             _fail(
-                expired,
+                batch.select(i for i, old in enumerate(waited) if old),
                 BusUnavailableError(
                     f"Redis unreachable for {self._timeout:.1f}s (emit_timeout): {exc}"
                 ),
             )
-        return [w for w in batch if now - w[2] < self._timeout]
+            return batch.select(i for i, old in enumerate(waited) if not old)
+        return batch
 
-    async def _send(self, batch: list[_Waiting]) -> list[Any]:
+    async def _send(self, batch: _Batch) -> list[Any]:
         """Store the batch; its failures, as (number, error) pairs."""
         if self._sha is None:
             self._sha = await self._client.script_load(STORE)
-        remember = self._on_sent
-        if remember is not None:
-            for envelope, _, _ in batch:
-                remember(envelope)
         if not self._keys.cluster and not self._min_replicas:
             keys, args = self._store_args(batch)
             failures: list[Any] = await self._client.evalsha(self._sha, len(keys), *keys, *args)
             return failures
         return await self._send_pipelined(batch)
 
-    def _store_args(self, batch: list[_Waiting]) -> tuple[list[bytes], list[Any]]:
+    def _store_args(self, batch: _Batch) -> tuple[list[bytes], list[Any]]:
         """The KEYS and ARGV of one STORE call for ``batch`` (see ``scripts.STORE``)."""
         names = self._names
         numbers: dict[str, int] = {}
         streams: list[bytes] = []
         channels: list[bytes] = []
         kinds = bytearray()
-        payloads: list[bytes] = []
         counter = b""
-        for envelope, _, _ in batch:
-            number = numbers.get(envelope.type)
+        for event_type, durable in zip(batch.types, batch.durable, strict=True):
+            number = numbers.get(event_type)
             if number is None:
                 try:
-                    stream, channel, counter = names[envelope.type]
+                    stream, channel, counter = names[event_type]
                 except KeyError:
-                    stream, channel, counter = names[envelope.type] = self._names_of(envelope.type)
+                    stream, channel, counter = names[event_type] = self._names_of(event_type)
                 streams.append(stream)
                 channels.append(channel)
-                number = numbers[envelope.type] = len(streams)
-            kinds.append(number if envelope.durable else number + 128)
-            payloads.append(envelope.encode())
+                number = numbers[event_type] = len(streams)
+            kinds.append(number if durable else number + 128)
         streams.append(counter)  # one counter for every type (one server) or one type
-        return streams, [bytes(kinds), *channels, *payloads]
+        return streams, [bytes(kinds), *channels, *batch.payloads]
 
-    async def _send_pipelined(self, batch: list[_Waiting]) -> list[Any]:
+    async def _send_pipelined(self, batch: _Batch) -> list[Any]:
         """One STORE per slot group (per event type on a cluster, else one), then
         ``WAIT`` on each node when replicas must confirm; failures as in ``_send``."""
         cluster = self._keys.cluster
         groups: dict[str, list[int]] = {}
-        for index, (envelope, _, _) in enumerate(batch):
-            groups.setdefault(envelope.type if cluster else "", []).append(index)
+        for index, event_type in enumerate(batch.types):
+            groups.setdefault(event_type if cluster else "", []).append(index)
         pipe = self._client.pipeline(transaction=False)
         node_of: dict[str, str] = {}  # slot group -> node name ("" on one server)
         nodes: dict[str, Any] = {}
         for group, indexes in groups.items():
-            keys, args = self._store_args([batch[i] for i in indexes])
+            keys, args = self._store_args(batch.select(indexes))
             # As a plain command: the cluster pipeline refuses its evalsha() method.
             pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             node = self._client.get_node_from_key(keys[0]) if cluster else None
@@ -225,7 +265,7 @@ class Publisher:
 
     def _unconfirmed(
         self,
-        batch: list[_Waiting],
+        batch: _Batch,
         groups: dict[str, list[int]],
         node_of: dict[str, str],
         acks: dict[str, Any],
@@ -246,7 +286,7 @@ class Publisher:
             ):
                 continue
             for index in indexes:
-                if batch[index][0].durable:
+                if batch.durable[index]:
                     failures += [index + 1, error]
         return failures
 
@@ -257,10 +297,10 @@ _UNREPLICATED = (
 )
 
 
-def _settle(batch: list[_Waiting], failures: list[Any]) -> None:
+def _settle(batch: _Batch, failures: list[Any]) -> None:
     """Resolve the emits of a stored batch: failed ones with their error."""
     errors = {int(failures[i]): failures[i + 1] for i in range(0, len(failures), 2)}
-    for number, (_, future, _) in enumerate(batch, 1):
+    for number, future in enumerate(batch.futures, 1):
         if future.done():
             continue  # the emitter was cancelled
         error = errors.get(number) if errors else None
@@ -282,8 +322,8 @@ def _translate(exc: Exception) -> Exception:
     return BusUnavailableError(f"Redis refused the event: {text}")
 
 
-def _fail(batch: list[_Waiting], exc: BaseException) -> None:
-    for _, future, _ in batch:
+def _fail(batch: _Batch, exc: BaseException) -> None:
+    for future in batch.futures:
         if not future.done():
             future.set_exception(exc)
     logger.error(
