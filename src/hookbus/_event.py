@@ -120,6 +120,11 @@ class Event(BaseModel):
         except ValidationError as exc:
             raise InvalidEventError.from_validation(exc) from None
 
+    # Only the error differs from pydantic's own __init__: marked as such, pydantic
+    # builds decoded events directly instead of calling it (which would validate the
+    # data a second time).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
 
 def event_name(event_type: type[Event] | Event) -> str:
     """The wire name of an event class or instance (``"sale_closed"``)."""
