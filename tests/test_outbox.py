@@ -112,6 +112,30 @@ async def test_an_orm_session_works_too_and_bad_events_fail_at_the_call(
     assert books.ids == [event_id]
 
 
+async def test_emit_many_in_a_transaction_writes_all_or_nothing(
+    database: tuple[str, AsyncEngine],
+) -> None:
+    url, engine = database
+    bus = local_bus(url)
+    books = Recorder[SaleClosed]()
+    bus.subscribe(SaleClosed, books, name="books")
+    async with bus:
+        async with engine.begin() as connection:
+            ids = await bus.emit_many(
+                [SaleClosed(sale_id=i) for i in range(1, 4)], session=connection
+            )
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as connection:
+                await bus.emit_many(
+                    [SaleClosed(sale_id=i) for i in range(4, 7)], session=connection
+                )
+                raise RuntimeError("the import failed before the commit")
+        await books.wait_for(3)
+        await settled(bus)
+    assert sorted(books.ids) == sorted(ids)
+    assert sorted(e.sale_id for e in books.events) == [1, 2, 3]
+
+
 async def test_session_without_an_outbox_is_a_configuration_error(
     database: tuple[str, AsyncEngine],
 ) -> None:

@@ -294,3 +294,26 @@ async def test_an_event_redis_refuses_fails_alone_in_its_batch(
             assert isinstance(result, BusUnavailableError), result
             assert "WRONGTYPE" in str(result)
     assert sorted(e.n for e in beeps.events) == [i for i in range(60) if i % 3]
+
+
+async def test_emit_many_raises_the_first_refusal_once_the_others_are_stored(
+    redis_url: str, redis_prefix: str
+) -> None:
+    bus = redis_bus(redis_url, redis_prefix)
+    beeps = Recorder[Beep]()
+    bus.subscribe(Beep, beeps, name="beeps")
+    client = raw_client(redis_url)
+    try:
+        async with bus:
+            await client.set(f"{redis_prefix}:stream:faults.boop", "not a stream")
+            events: list[Event] = [Beep(n=i) if i % 3 else Boop(n=i) for i in range(60)]
+            with pytest.raises(BusUnavailableError, match="WRONGTYPE"):
+                await bus.emit_many(events)
+            await beeps.wait_for(40)
+            assert await client.xlen(f"{redis_prefix}:stream:faults.beep") == 40
+            # The bus goes on: the next call of only valid events succeeds.
+            assert len(await bus.emit_many([Beep(n=100), Beep(n=101)])) == 2
+            await beeps.wait_for(42)
+    finally:
+        await client.aclose()
+    assert sorted(e.n for e in beeps.events) == [i for i in range(60) if i % 3] + [100, 101]

@@ -346,10 +346,77 @@ class EventBus:
             check_size(envelope, self._max_size, plan)
         if session is not None:
             return await self._emit_in(session, envelope)
+        event_id = envelope.id
         pending = self._publish(envelope)
         if pending is not None:
+            # Not kept alive while stored: hundreds of emits may wait at once.
+            del envelope, event
             await pending
-        return envelope.id
+        return event_id
+
+    async def emit_many(self, events: Iterable[Event], /, *, session: Any = None) -> list[str]:
+        """Emit several events; return their ids, in order, once the bus has accepted all.
+
+        Every event is vetted first (an :class:`Event` instance, valid, not too
+        large): if one fails, the error is raised and none is emitted. They
+        are then handed over in order, and each subscriber gets them in that
+        order, as after a loop of :meth:`emit`. In redis mode they travel in
+        the publisher's batches without a task or a wait per event: the
+        fastest way to emit many events (far faster than gathering as many
+        ``emit`` calls). In the other modes they are emitted one after the
+        other, as :meth:`emit` would.
+
+        If the broker refuses some, the error of the first is raised once all
+        the others are settled; some of them may then be stored already
+        (emitting them again can deliver those twice, never zero times).
+        ``session=``: as for :meth:`emit`, every event is written to the outbox
+        in that transaction. Raises what :meth:`emit` raises.
+        """
+        envelopes = [self._envelope_of(event) for event in events]
+        if session is not None:
+            for envelope in envelopes:
+                await self._emit_in(session, envelope)
+            return [envelope.id for envelope in envelopes]
+        ids = [envelope.id for envelope in envelopes]
+        publish = self._publish
+        waiting: list[asyncio.Future[None]] = []
+        try:
+            for envelope in envelopes:
+                pending = publish(envelope)
+                if pending is None:
+                    continue
+                if isinstance(pending, asyncio.Future):
+                    waiting.append(pending)  # in the publisher's batch already: order kept
+                else:
+                    await pending  # before the next one: order kept
+        except Exception:
+            await _first_failure(waiting)  # the ones handed over settle first
+            raise
+        except BaseException:  # cancelled: the ones handed over may still be stored
+            for future in waiting:
+                future.cancel()
+            raise
+        del envelopes
+        error = await _first_failure(waiting)
+        if error is not None:
+            raise error
+        return ids
+
+    def _envelope_of(self, event: Event) -> Envelope:
+        """The vetted envelope of one event of :meth:`emit_many` (:meth:`emit` runs the
+        same steps inline: it is the hot path)."""
+        if not isinstance(event, Event):
+            raise TypeError(f"emit_many() needs Event instances, got {event!r}")
+        if type(event) not in self._emittable:
+            event = self._coerce(event, {})
+        plan = self._emittable[type(event)]
+        if not self._accepting:
+            raise BusClosedError(_closed_message(self._state))
+        worker = _worker.get()
+        envelope = _child_envelope(event, self._source, None if worker is None else worker.current)
+        if plan is not None:
+            check_size(envelope, self._max_size, plan)
+        return envelope
 
     async def _emit_in(self, session: Any, envelope: Envelope) -> str:
         """The outbox side of ``emit(..., session=)``."""
@@ -614,6 +681,23 @@ async def _write_outbox(session: Any, envelope: Envelope) -> None:
     from .outbox import write
 
     await write(session, envelope)
+
+
+async def _first_failure(futures: list[asyncio.Future[None]]) -> Exception | None:
+    """Wait for every future; the first one's error, if any failed. Cancelled while
+    waiting: the futures not done yet are cancelled too."""
+    error: Exception | None = None
+    for index, future in enumerate(futures):
+        try:
+            await future
+        except asyncio.CancelledError:
+            for rest in futures[index:]:
+                rest.cancel()
+            raise
+        except Exception as exc:
+            if error is None:
+                error = exc
+    return error
 
 
 def _child_envelope(event: Event, source: str, parent: Envelope | None) -> Envelope:

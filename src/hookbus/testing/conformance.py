@@ -42,6 +42,7 @@ from .._exceptions import (
 from .._retry import RetryPolicy
 from ._hostile import HostileHandlerConformance
 from ._idempotent_conformance import IdempotentConformance
+from ._many_conformance import EmitManyConformance
 from ._recorder import Recorder
 from ._thread_conformance import ThreadEmitConformance
 
@@ -79,13 +80,16 @@ async def running(bus: EventBus) -> AsyncIterator[EventBus]:
         yield bus
 
 
-class BusConformance(HostileHandlerConformance, ThreadEmitConformance, IdempotentConformance):
+class BusConformance(
+    HostileHandlerConformance, ThreadEmitConformance, IdempotentConformance, EmitManyConformance
+):
     """Subclass it and define the ``make_bus`` fixture (see the module docs).
 
-    Tests of hostile handlers, of ``emit_sync`` (emitting from threads) and of
-    idempotent subscribers are inherited from :mod:`hookbus.testing._hostile`,
-    :mod:`hookbus.testing._thread_conformance` and
-    :mod:`hookbus.testing._idempotent_conformance`.
+    Tests of hostile handlers, of ``emit_sync`` (emitting from threads), of
+    idempotent subscribers and of ``emit_many`` are inherited from
+    :mod:`hookbus.testing._hostile`, :mod:`hookbus.testing._thread_conformance`,
+    :mod:`hookbus.testing._idempotent_conformance` and
+    :mod:`hookbus.testing._many_conformance`.
     """
 
     @pytest.fixture
