@@ -48,9 +48,11 @@ from hookbus.testing.redis_server import RedisServer, find_server_binaries, serv
 
 THROUGHPUT_SUBSCRIBERS = (1, 3)
 LATENCY_RATE = 1000.0
+SECTIONS = ("throughput", "latency", "pubsub")
 PUBSUB_TIMEOUT = 60.0
 
 HOOKBUS = "hookbus redis"
+HOOKBUS_MANY = "hookbus redis, emit_many"
 SEED = "seed pattern (redis-py)"
 PIPELINED = "hand-pipelined redis-py"
 RAW_LATENCY = "redis-py XADD+XREADGROUP"
@@ -115,6 +117,12 @@ async def emit_all(bus: EventBus, events: Sequence[Event], chunk: int) -> None:
         await asyncio.gather(*(bus.emit(event) for event in events[first : first + chunk]))
 
 
+async def emit_many(bus: EventBus, events: Sequence[Event], chunk: int) -> None:
+    """Emit every event, ``chunk`` per ``emit_many`` call."""
+    for first in range(0, len(events), chunk):
+        await bus.emit_many(events[first : first + chunk])
+
+
 async def hookbus_throughput(
     url: str,
     prefix: str,
@@ -124,6 +132,7 @@ async def hookbus_throughput(
     chunk: int,
     timeout: float,
     idempotent: bool = False,
+    emit: Callable[[EventBus, Sequence[Event], int], Awaitable[None]] = emit_all,
 ) -> float:
     bus = new_bus(url, prefix)
     tallies = [Tally(len(events)) for _ in range(subscribers)]
@@ -133,7 +142,7 @@ async def hookbus_throughput(
     try:
         start = time.perf_counter()
         try:
-            await asyncio.wait_for(emit_all(bus, events, chunk), timeout)
+            await asyncio.wait_for(emit(bus, events, chunk), timeout)
             await asyncio.wait_for(asyncio.gather(*(t.done for t in tallies)), timeout)
         except TimeoutError:
             raise TimeoutError(
@@ -230,6 +239,8 @@ class Runner:
         durable: list[tuple[str, Callable[[str, int], Awaitable[float]]]] = [
             (HOOKBUS, partial(hookbus_throughput, url, events=self.sales, chunk=a.chunk,
                               timeout=a.timeout)),
+            (HOOKBUS_MANY, partial(hookbus_throughput, url, events=self.sales, chunk=a.chunk,
+                                   timeout=a.timeout, emit=emit_many)),
             (SEED, partial(raw.seed_pattern, url, fields=self.fields, timeout=a.timeout)),
             (PIPELINED, partial(raw.hand_pipelined, url, fields=self.fields, timeout=a.timeout)),
         ]  # fmt: skip
@@ -250,17 +261,17 @@ class Runner:
         try:
             for r in range(self.args.rounds):
                 began = time.perf_counter()
-                for subs in THROUGHPUT_SUBSCRIBERS:
+                for subs in THROUGHPUT_SUBSCRIBERS if "throughput" in a.only else ():
                     for name, measure in self.rotated(durable, r):
                         rate = await measure(self.prefix("t", r), subs)
                         self.rates.setdefault((name, subs), []).append(rate)
                         await admin.flushdb()
-                for name, probe in self.rotated(latency, r):
+                for name, probe in self.rotated(latency, r) if "latency" in a.only else ():
                     samples, achieved = await probe(self.prefix("l", r))
                     p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
                     self.latency.setdefault(name, []).append((p50, p99, max(samples), achieved))
                     await admin.flushdb()
-                for name, broadcast in self.rotated(live, r):
+                for name, broadcast in self.rotated(live, r) if "pubsub" in a.only else ():
                     self.live.setdefault(name, []).append(await broadcast(self.prefix("p", r)))
                     await admin.flushdb()
                 took = time.perf_counter() - began
@@ -287,22 +298,59 @@ class Runner:
             f"{args.events} events, "
             f"median of {args.rounds} rounds (same server, interleaved)"
         )
+        targets, summary = [], []
+        if self.rates:
+            self.report_throughput()
+            targets += ["hookbus/pipelined >= 0.8", "hookbus/seed >= 4"]
+            summary += self.throughput_verdicts()
+        if self.latency:
+            self.report_latency()
+            p99 = med([s[1] for s in self.latency[HOOKBUS]]) * 1e3
+            targets.append("hookbus latency p99 < 2 ms")
+            summary.append(f"hookbus latency p99 {p99:.3f} ms {'ok' if p99 < 2 else 'MISSED'}")
+        if self.live:
+            self.report_pubsub()
+            live = med([s[0] for s in self.live[HOOKBUS_LIVE]]) / med(
+                [s[0] for s in self.live[PIPELINED_PUBLISH]]
+            )
+            targets.append("Pub/Sub hookbus/pipelined >= 0.7")
+            summary.append(f"Pub/Sub hookbus/pipelined {_verdict(live, live >= 0.7)}")
+        print(f"\ntargets: {', '.join(targets)}")
+        print(f"summary: {'; '.join(summary)}")
+
+    def report_throughput(self) -> None:
         print(
             "\n1. durable throughput, emit -> handler -> ack "
-            f"(hookbus: {args.chunk} emits gathered)\n"
+            f"(hookbus: {self.args.chunk} emits gathered, or one emit_many of as many)\n"
         )
         print(f"{'contender':<26}{'subs':>5}{'events/s':>12}{'x pipelined':>13}{'x seed':>9}")
         print("-" * 65)
         for subs in THROUGHPUT_SUBSCRIBERS:
             ceiling, seed = self.rate(PIPELINED, subs), self.rate(SEED, subs)
-            for name in (HOOKBUS, SEED, PIPELINED):
+            for name in (HOOKBUS, HOOKBUS_MANY, SEED, PIPELINED):
                 rate = self.rate(name, subs)
                 print(
                     f"{name:<26}{subs:>5}{rate:>12,.0f}{rate / ceiling:>13.3f}{rate / seed:>9.2f}"
                 )
+
+    def throughput_verdicts(self) -> list[str]:
+        parts = []
+        for subs in THROUGHPUT_SUBSCRIBERS:
+            hb, many, ceiling, seed = (
+                self.rate(n, subs) for n in (HOOKBUS, HOOKBUS_MANY, PIPELINED, SEED)
+            )
+            parts.append(
+                f"{subs} sub{'s' if subs > 1 else ''}: hookbus/pipelined "
+                f"{_verdict(hb / ceiling, hb / ceiling >= 0.8)} "
+                f"(emit_many {_verdict(many / ceiling, many / ceiling >= 0.8)}), "
+                f"hookbus/seed {_verdict(hb / seed, hb / seed >= 4)}"
+            )
+        return parts
+
+    def report_latency(self) -> None:
         print(
             f"\n2. latency, emit -> handler, paced at {LATENCY_RATE:,.0f} events/s, "
-            f"{args.latency_events} events, 1 subscriber\n"
+            f"{self.args.latency_events} events, 1 subscriber\n"
         )
         print(
             f"{'contender':<26}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -318,6 +366,8 @@ class Runner:
                 f"{name:<26}{achieved:>10,.0f}{p50:>9.3f}{p99:>9.3f}{worst:>9.3f}"
                 f"{p99 / (raw_p99 * 1e3):>11.2f}"
             )
+
+    def report_pubsub(self) -> None:
         print(f"\n3. Pub/Sub broadcast, ephemeral, 1 subscriber (timeout {PUBSUB_TIMEOUT:.0f} s)\n")
         print(f"{'contender':<26}{'received':>10}{'events/s':>12}{'x pipelined':>13}")
         print("-" * 61)
@@ -326,34 +376,10 @@ class Runner:
             rows = self.live.get(name, [])
             rate, got = med([s[0] for s in rows]), min((s[1] for s in rows), default=0)
             print(f"{name:<26}{got:>10}{rate:>12,.0f}{rate / live_ceiling:>13.3f}")
-        self.summary()
 
-    def summary(self) -> None:
-        def verdict(value: float, ok: bool) -> str:
-            return f"{value:.2f} {'ok' if ok else 'MISSED'}"
 
-        parts = []
-        for subs in THROUGHPUT_SUBSCRIBERS:
-            hb, ceiling, seed = (self.rate(n, subs) for n in (HOOKBUS, PIPELINED, SEED))
-            parts.append(
-                f"{subs} sub{'s' if subs > 1 else ''}: hookbus/pipelined "
-                f"{verdict(hb / ceiling, hb / ceiling >= 0.7)}, "
-                f"hookbus/seed {verdict(hb / seed, hb / seed >= 4)}"
-            )
-        live = med([s[0] for s in self.live.get(HOOKBUS_LIVE, [])]) / med(
-            [s[0] for s in self.live.get(PIPELINED_PUBLISH, [])]
-        )
-        p99 = med([s[1] for s in self.latency.get(HOOKBUS, [])]) * 1e3
-        print(
-            "\ntargets: hookbus/pipelined >= 0.7, hookbus/seed >= 4, "
-            "Pub/Sub hookbus/pipelined >= 0.7, hookbus latency p99 < 2 ms"
-        )
-        print(
-            "summary: "
-            + "; ".join(parts)
-            + f"; Pub/Sub hookbus/pipelined {verdict(live, live >= 0.7)}"
-            f"; hookbus latency p99 {p99:.3f} ms {'ok' if p99 < 2 else 'MISSED'}"
-        )
+def _verdict(value: float, ok: bool) -> str:
+    return f"{value:.2f} {'ok' if ok else 'MISSED'}"
 
 
 async def run(url: str, server: str, args: argparse.Namespace) -> None:
@@ -373,7 +399,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=500, help="hookbus emits gathered at once")
     parser.add_argument("--timeout", type=float, help="seconds per run (default 60 + events/250)")
     parser.add_argument("--server", default=None, help="server binary (default: redis-server)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run this section only (repeat for several; default: all three)",
+    )
     args = parser.parse_args()
+    args.only = args.only or list(SECTIONS)
     if min(args.events, args.rounds, args.latency_events, args.chunk) < 1:
         parser.error("--events, --rounds, --latency-events and --chunk must be >= 1")
     if args.timeout is None:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (first words of the row, how many rows): the throughput table has one row per
 # contender and subscriber count (1 and 3).
 TABLES = (
-    {"hookbus redis": 2, "seed pattern": 2, "hand-pipelined": 2},
+    {"hookbus redis ": 2, "hookbus redis, emit_many": 2, "seed pattern": 2, "hand-pipelined": 2},
     {"hookbus redis": 1, "redis-py XADD+XREADGROUP": 1},
     {"hookbus durable=False": 1, "redis-py PUBLISH": 1, "pipelined PUBLISH": 1},
 )
