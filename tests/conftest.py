@@ -28,9 +28,13 @@ PostgreSQL is not installed those tests fail with the reason, unless
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -54,6 +58,38 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "postgres: needs a real PostgreSQL server (see the postgres_server fixture)"
     )
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    """When pytest-timeout's alarm ends a test, print every asyncio task's stack first
+    (its own report shows the threads only, where an awaited stall is invisible)."""
+    previous = signal.getsignal(signal.SIGALRM)
+    if not callable(previous):
+        yield
+        return
+
+    def dump_tasks_then_fail(signum: int, frame: FrameType | None) -> None:
+        _print_asyncio_tasks()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGALRM, dump_tasks_then_fail)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGALRM) is dump_tasks_then_fail:
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _print_asyncio_tasks() -> None:
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:  # no loop running: the thread dump says it all
+        return
+    print(f"\n--- {len(tasks)} asyncio task(s) at the timeout ---", file=sys.stderr)
+    for task in tasks:
+        print(f"- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
 
 
 def _server_binary_params() -> list[Any]:
