@@ -56,6 +56,7 @@ async def test_emit_fails_fast_while_redis_is_down_then_recovers(
                 except BusUnavailableError:
                     await asyncio.sleep(0.1)
         events = await rec.wait_for(2, timeout=15)
+        await bus.drain(timeout=15)  # pooled connections the restart closed: asked again
     assert [e.n for e in events] == [1, 3]
 
 
@@ -89,6 +90,39 @@ async def test_cancelled_emits_leave_the_bus_consistent(redis_url: str, redis_pr
     assert kept <= received.keys()  # every emit that was not cancelled arrived
     assert all(received[n] == event_id for n, event_id in ids.items())
     assert len(rec.events) == len(received)  # nothing twice
+
+
+async def test_emit_many_while_redis_is_down_fails_or_is_cancelled_cleanly(
+    own_server: RedisServer, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = redis_bus(own_server.url, redis_prefix, emit_timeout=0.5)
+    rec = Recorder[Beep]()
+    bus.subscribe(Beep, rec, name="beeper")
+    async with bus:
+        await bus.emit_many([Beep(n=0)])
+        await rec.wait_for(1)
+        own_server.kill()
+        begin = time.monotonic()
+        with pytest.raises(BusUnavailableError, match="emit_timeout"):
+            await bus.emit_many([Beep(n=i) for i in range(1, 300)])
+        assert time.monotonic() - begin < 3.0
+        # Cancelled while waiting (a caller's timeout shorter than emit_timeout).
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.emit_many([Beep(n=i) for i in range(300, 600)]), 0.1)
+        assert time.monotonic() - begin < 4.0
+        own_server.restart()
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    await bus.emit_many([Beep(n=1000), Beep(n=1001)])
+                    break
+                except BusUnavailableError:
+                    await asyncio.sleep(0.1)
+        events = await rec.wait_for(3, timeout=15)
+        await bus.drain(timeout=15)
+    assert [e.n for e in events][0] == 0
+    assert {1000, 1001} <= {e.n for e in rec.events}
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 async def test_idle_blocking_reads_never_trip_the_socket_timeout(

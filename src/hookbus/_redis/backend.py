@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from .._backend import Backend
-from .._backoff import until_reachable
+from .._backoff import Backoff, until_reachable
 from .._capabilities import Capabilities
 from .._dead_letter import DeadLetter
 from .._delivery import Deliverer
@@ -247,16 +247,29 @@ class RedisBackend(Backend):
     async def drain(self, timeout: float | None) -> None:
         try:
             async with asyncio.timeout(timeout):
-                await self._sync_live()
-                await self.local.drain(None)
-                delay = 0.005
-                while not await self._settled():
-                    await asyncio.sleep(delay)
-                    delay = min(0.1, delay * 1.5)
+                backoff = Backoff()
+                while True:
+                    try:
+                        await self._drain_once()
+                        return
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        # Unreachable for now, or a pooled connection a restarted
+                        # server closed: ask again, until the timeout.
+                        await backoff.sleep()
         except TimeoutError:
             raise DrainTimeoutError(
                 f"drain timed out after {timeout}s: some subscriber has not caught up"
             ) from None
+
+    async def _drain_once(self) -> None:
+        await self._sync_live()
+        await self.local.drain(None)
+        delay = 0.005
+        while not await self._settled():
+            await asyncio.sleep(delay)
+            delay = min(0.1, delay * 1.5)
 
     async def _sync_live(self) -> None:
         """Wait until Pub/Sub messages published so far have reached this process."""
