@@ -60,6 +60,36 @@ async def test_emit_fails_fast_while_redis_is_down_then_recovers(
     assert [e.n for e in events] == [1, 3]
 
 
+async def test_a_consumer_survives_a_restart_that_lost_its_groups_and_its_connections(
+    own_server: RedisServer, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = redis_bus(own_server.url, redis_prefix, emit_timeout=0.5)
+    rec = Recorder[Beep]()
+    bus.subscribe(Beep, rec, name="beeper")
+    async with bus:
+        await bus.emit(Beep(n=1))
+        await rec.wait_for(1)
+        await bus.status()  # more connections in the pool: all of them closed by the restart
+        await bus.dead_letters()
+        own_server.kill()
+        own_server.restart()  # no persistence: the consumer group is gone
+        async with asyncio.timeout(15):  # before any emit: its own read finds it gone
+            while "consumer group was missing" not in caplog.text:
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    await bus.emit(Beep(n=2))
+                    break
+                except BusUnavailableError:
+                    await asyncio.sleep(0.1)
+        events = await rec.wait_for(2, timeout=15)
+        for n in range(3, 6):
+            await bus.emit(Beep(n=n))
+        events = await rec.wait_for(5, timeout=15)
+    assert [e.n for e in events] == [1, 2, 3, 4, 5]
+
+
 async def test_start_fails_with_a_clear_error_when_redis_is_unreachable(
     own_server: RedisServer, redis_prefix: str
 ) -> None:

@@ -119,9 +119,12 @@ class StreamConsumer(Deliverer):
         backoff = Backoff()
         loop = asyncio.get_running_loop()
         next_claim = loop.time()
-        outage = False
+        outage = recreate = False
         while not self.stopping:
             try:
+                if recreate:
+                    await self._recreate_groups()
+                    recreate = False
                 if self.unwritten and loop.time() >= self._unwritten_due:
                     await self._write_dead_letters()
                 if self.retries:
@@ -141,7 +144,7 @@ class StreamConsumer(Deliverer):
                 raise
             except Exception as exc:
                 if is_nogroup(exc):
-                    await self._recreate_groups()
+                    recreate = True  # in the loop's try: a failure there is one more turn
                     continue
                 if is_transient(exc):
                     if not outage:
