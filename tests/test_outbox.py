@@ -124,12 +124,16 @@ async def test_emit_many_in_a_transaction_writes_all_or_nothing(
             ids = await bus.emit_many(
                 [SaleClosed(sale_id=i) for i in range(1, 4)], session=connection
             )
-        with pytest.raises(RuntimeError):
+
+        async def failed_import() -> None:
             async with engine.begin() as connection:
                 await bus.emit_many(
                     [SaleClosed(sale_id=i) for i in range(4, 7)], session=connection
                 )
                 raise RuntimeError("the import failed before the commit")
+
+        with pytest.raises(RuntimeError):
+            await failed_import()
         await books.wait_for(3)
         await settled(bus)
     assert sorted(books.ids) == sorted(ids)

@@ -74,7 +74,7 @@ async def test_a_consumer_survives_a_restart_that_lost_its_groups_and_its_connec
         own_server.kill()
         own_server.restart()  # no persistence: the consumer group is gone
         async with asyncio.timeout(15):  # before any emit: its own read finds it gone
-            while "consumer group was missing" not in caplog.text:
+            while "consumer group was missing" not in caplog.text:  # noqa: ASYNC110 - a log
                 await asyncio.sleep(0.02)
         async with asyncio.timeout(15):
             while True:
@@ -150,7 +150,7 @@ async def test_emit_many_while_redis_is_down_fails_or_is_cancelled_cleanly(
                     await asyncio.sleep(0.1)
         events = await rec.wait_for(3, timeout=15)
         await bus.drain(timeout=15)
-    assert [e.n for e in events][0] == 0
+    assert events[0].n == 0
     assert {1000, 1001} <= {e.n for e in rec.events}
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
