@@ -14,14 +14,16 @@ runs, and the tables show the median of the rounds.
 1. durable throughput, emit -> handler -> ack, with 1 and 3 subscribers
    (consumer groups), in events per second from the first emit until every
    subscriber has seen every event (hookbus: and ``drain()`` returned):
-   hookbus (emits gathered ``--chunk`` at a time, so that they pipeline), the
+   hookbus (emits gathered ``--chunk`` at a time, so that they pipeline, and
+   ``emit_many`` of ``--chunk`` events), the
    seed pattern (one awaited XADD per event, XREADGROUP COUNT 10, one XACK per
    message) and hand-pipelined redis-py (XADD pipelines of 500, XREADGROUP
    COUNT 500, one XACK per batch); see ``benchmarks._redis_baselines``;
 2. latency at a paced 1,000 events/s, one subscriber: from the emit call to
    the handler (hookbus) or the consumer's read (XADD + XREADGROUP BLOCK);
-3. Pub/Sub broadcast to one subscriber: hookbus ephemeral events against
-   ``PUBLISH`` one await at a time and pipelined by 500.
+3. Pub/Sub broadcast to one subscriber: hookbus ephemeral events (gathered
+   emits, and ``emit_many``) against ``PUBLISH`` one await at a time and
+   pipelined by 500.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ SEED = "seed pattern (redis-py)"
 PIPELINED = "hand-pipelined redis-py"
 RAW_LATENCY = "redis-py XADD+XREADGROUP"
 HOOKBUS_LIVE = "hookbus durable=False"
+HOOKBUS_LIVE_MANY = "hookbus emit_many"
 RAW_PUBLISH = "redis-py PUBLISH"
 PIPELINED_PUBLISH = "pipelined PUBLISH"
 
@@ -195,7 +198,13 @@ async def hookbus_latency(
 
 
 async def hookbus_pubsub(
-    url: str, prefix: str, *, events: Sequence[Ping], chunk: int, timeout: float
+    url: str,
+    prefix: str,
+    *,
+    events: Sequence[Ping],
+    chunk: int,
+    timeout: float,
+    emit: Callable[[EventBus, Sequence[Event], int], Awaitable[None]] = emit_all,
 ) -> tuple[float, int]:
     bus = new_bus(url, prefix)
     tally = Tally(len(events))
@@ -205,7 +214,7 @@ async def hookbus_pubsub(
         start = time.perf_counter()
         with contextlib.suppress(TimeoutError):  # then report what arrived
             async with asyncio.timeout(timeout):
-                await emit_all(bus, events, chunk)
+                await emit(bus, events, chunk)
                 await tally.done
         elapsed = time.perf_counter() - start
         return tally.count / elapsed, tally.count
@@ -252,6 +261,8 @@ class Runner:
         live: list[tuple[str, Callable[[str], Awaitable[tuple[float, int]]]]] = [
             (HOOKBUS_LIVE, partial(hookbus_pubsub, url, events=self.pings, chunk=a.chunk,
                                    timeout=live_timeout)),
+            (HOOKBUS_LIVE_MANY, partial(hookbus_pubsub, url, events=self.pings, chunk=a.chunk,
+                                        timeout=live_timeout, emit=emit_many)),
             (RAW_PUBLISH, partial(raw.raw_pubsub, url, fields=self.fields, timeout=live_timeout,
                                   pipelined=False)),
             (PIPELINED_PUBLISH, partial(raw.raw_pubsub, url, fields=self.fields,
@@ -372,7 +383,7 @@ class Runner:
         print(f"{'contender':<26}{'received':>10}{'events/s':>12}{'x pipelined':>13}")
         print("-" * 61)
         live_ceiling = med([s[0] for s in self.live.get(PIPELINED_PUBLISH, [])])
-        for name in (HOOKBUS_LIVE, RAW_PUBLISH, PIPELINED_PUBLISH):
+        for name in (HOOKBUS_LIVE, HOOKBUS_LIVE_MANY, RAW_PUBLISH, PIPELINED_PUBLISH):
             rows = self.live.get(name, [])
             rate, got = med([s[0] for s in rows]), min((s[1] for s in rows), default=0)
             print(f"{name:<26}{got:>10}{rate:>12,.0f}{rate / live_ceiling:>13.3f}")
