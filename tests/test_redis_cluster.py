@@ -23,6 +23,9 @@ from test_redis_faults import (
     test_ephemeral_events_reach_every_process,
 )
 from test_redis_groups import test_processes_share_a_subscriber_and_each_event_is_handled_once
+from test_redis_poison import (
+    test_bad_entries_are_dead_lettered_once_per_subscriber_and_nothing_stalls,
+)
 from test_redis_replay import (
     test_replay_from_a_point_in_time,
     test_replay_from_an_event_id_redelivers_to_that_subscriber_only,
@@ -31,8 +34,10 @@ from test_redis_replay import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster]
 
-# Tests of the one-server suite that name no key, run here on the cluster as they are.
+# Tests of the one-server suite that name no key (or build it with Keys), run here on
+# the cluster as they are.
 __all__ = [
+    "test_bad_entries_are_dead_lettered_once_per_subscriber_and_nothing_stalls",
     "test_cancelled_emits_leave_the_bus_consistent",
     "test_ephemeral_events_reach_every_process",
     "test_processes_share_a_subscriber_and_each_event_is_handled_once",

@@ -9,10 +9,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from bad_entries import Fields, fixed_corpus, generated_corpus
 from hookbus import DeadLetterNotFoundError, Envelope, Event
 from hookbus._ids import new_event_id
+from hookbus._redis.keys import Keys
 from hookbus.testing import Recorder
 from redis_bus import raw_client, redis_bus
 
@@ -49,6 +51,15 @@ async def _write(client: Any, stream: str, entries: list[Fields]) -> list[bytes]
     return ids
 
 
+def _client_and_stream(url: str, prefix: str) -> tuple[Any, str]:
+    """A plain client of the server or the cluster that ``url`` names, and the stream of
+    ``poison.sale`` there (on a cluster, its key carries a hash tag)."""
+    if url.endswith("?cluster=true"):
+        client: Any = ClusterClient.from_url(url.removesuffix("?cluster=true"))
+        return client, Keys(prefix, cluster=True).stream("poison.sale")
+    return raw_client(url), Keys(prefix).stream("poison.sale")
+
+
 async def _pending(client: Any, stream: str, group: str) -> int:
     summary = await client.xpending(stream, group)
     return int(summary["pending"])
@@ -70,10 +81,9 @@ async def test_bad_entries_are_dead_lettered_once_per_subscriber_and_nothing_sta
     bus.subscribe(PoisonSale, stock, name="stock")
     bus.subscribe(PoisonSale, typed, name="typed")
     bus.subscribe(PoisonOther, Recorder[PoisonOther](), name="notes")
-    stream = f"{redis_prefix}:stream:poison.sale"
     bad = fixed_corpus("poison.sale", PoisonOther(note="elsewhere"), VALID_DATA)
     bad += generated_corpus("poison.sale", VALID_DATA, 300)
-    client = raw_client(redis_url)
+    client, stream = _client_and_stream(redis_url, redis_prefix)
     try:
         async with bus:
             entries: list[Fields] = []
