@@ -89,6 +89,24 @@ async def test_a_consumer_survives_a_restart_that_lost_its_groups_and_its_connec
     assert [e.n for e in events] == [1, 2, 3, 4, 5]
 
 
+async def test_operator_calls_right_after_a_restart_answer(
+    own_server: RedisServer, redis_prefix: str
+) -> None:
+    bus = redis_bus(own_server.url, redis_prefix, emit_timeout=0.5)
+    bus.subscribe(Beep, Recorder[Beep](), name="beeper")
+    async with bus:
+        # Several pooled connections, all of which the restart closes.
+        await asyncio.gather(bus.status(), bus.dead_letters(), bus.status(), bus.dead_letters())
+        own_server.kill()
+        own_server.restart()
+        status = await bus.status()  # on a fresh connection, not redis-py's ConnectionError
+        assert [s.subscriber for s in status.subscribers] == ["beeper"]
+        assert await bus.dead_letters() == []
+        own_server.kill()
+        with pytest.raises(BusUnavailableError, match="unreachable"):
+            await bus.dead_letters()
+
+
 async def test_start_fails_with_a_clear_error_when_redis_is_unreachable(
     own_server: RedisServer, redis_prefix: str
 ) -> None:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from .._backend import Backend
 from .._backoff import Backoff, until_reachable
@@ -64,6 +64,8 @@ __all__ = ["RedisBackend"]
 
 
 logger = logging.getLogger("hookbus")
+
+_T = TypeVar("_T")
 
 _STOP_STEP = 5.0  # seconds each clean-up step of a stop may wait on Redis
 
@@ -292,15 +294,18 @@ class RedisBackend(Backend):
     # -- dead letters and replay ---------------------------------------------------------
 
     async def dead_letters(self, subscriber: str | None, limit: int | None) -> list[DeadLetter]:
-        return await self.shared.dead_letters().list_letters(subscriber, limit)
+        return await _one_shot(lambda: self.shared.dead_letters().list_letters(subscriber, limit))
 
     async def retry_dead_letter(self, dead_letter_id: str) -> None:
-        await self.shared.dead_letters().requeue(dead_letter_id)
+        await _one_shot(lambda: self.shared.dead_letters().requeue(dead_letter_id))
 
     async def discard_dead_letter(self, dead_letter_id: str) -> None:
-        await self.shared.dead_letters().discard(dead_letter_id)
+        await _one_shot(lambda: self.shared.dead_letters().discard(dead_letter_id))
 
     async def replay(self, subscriber: str, event_type: str | None, since: str | datetime) -> int:
+        return await _one_shot(lambda: self._replay(subscriber, event_type, since))
+
+    async def _replay(self, subscriber: str, event_type: str | None, since: str | datetime) -> int:
         """Rewind ``subscriber``'s groups so that events from ``since`` on come again."""
         rewound = 0
         for (sub_id, type_name), consumer in self._consumers.items():
@@ -316,6 +321,11 @@ class RedisBackend(Backend):
         return rewound
 
     async def events_after(
+        self, event_id: str, types: frozenset[str] | None, limit: int
+    ) -> list[Envelope] | None:
+        return await _one_shot(lambda: self._events_after(event_id, types, limit))
+
+    async def _events_after(
         self, event_id: str, types: frozenset[str] | None, limit: int
     ) -> list[Envelope] | None:
         shared = self.shared
@@ -345,7 +355,25 @@ class RedisBackend(Backend):
         return [c.stats() for c in self._consumers.values()] + self.local.statistics()
 
     async def status(self, subscriptions: Sequence[Subscription]) -> BackendStatus:
-        return await redis_status(self.shared, subscriptions)
+        return await _one_shot(lambda: redis_status(self.shared, subscriptions))
 
     def deliverers(self) -> list[Deliverer]:
         return [*self._consumers.values(), *self.local.deliverers()]
+
+
+async def _one_shot(call: Callable[[], Awaitable[_T]]) -> _T:
+    """An operator's call (status, dead letters, replay): tried once more at once when
+    Redis seems unreachable, for a restarted server has closed every pooled connection
+    and only the first use of each finds out; still unreachable, a
+    :class:`BusUnavailableError`."""
+    try:
+        return await call()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+    try:
+        return await call()
+    except Exception as exc:
+        if is_transient(exc):
+            raise BusUnavailableError(f"Redis unreachable: {exc}") from exc
+        raise
