@@ -363,8 +363,9 @@ class EventBus:
         order, as after a loop of :meth:`emit`. In redis mode they travel in
         the publisher's batches without a task or a wait per event: the
         fastest way to emit many events (far faster than gathering as many
-        ``emit`` calls). In the other modes they are emitted one after the
-        other, as :meth:`emit` would.
+        ``emit`` calls). In rabbitmq mode they are published in order and
+        confirmed together, as gathered emits are; in local mode, one after
+        the other, as :meth:`emit` would.
 
         If the broker refuses some, the error of the first is raised once all
         the others are settled; some of them may then be stored already
@@ -379,6 +380,7 @@ class EventBus:
             return [envelope.id for envelope in envelopes]
         ids = [envelope.id for envelope in envelopes]
         publish = self._publish
+        in_order = self._backend.capabilities.ordered
         waiting: list[asyncio.Future[None]] = []
         try:
             for envelope in envelopes:
@@ -387,8 +389,10 @@ class EventBus:
                     continue
                 if isinstance(pending, asyncio.Future):
                     waiting.append(pending)  # in the publisher's batch already: order kept
-                else:
+                elif in_order:
                     await pending  # before the next one: order kept
+                else:  # no order promised: started in order, confirmed together
+                    waiting.append(asyncio.ensure_future(pending))
         except Exception:
             await _first_failure(waiting)  # the ones handed over settle first
             raise
