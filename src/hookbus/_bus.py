@@ -363,7 +363,7 @@ class EventBus:
         order, as after a loop of :meth:`emit`. In redis mode they travel in
         the publisher's batches without a task or a wait per event: the
         fastest way to emit many events (far faster than gathering as many
-        ``emit`` calls). In rabbitmq mode they are published in order and
+        ``emit`` calls). In rabbitmq mode their publishes start in order and are
         confirmed together, as gathered emits are; in local mode, one after
         the other, as :meth:`emit` would.
 
