@@ -72,13 +72,11 @@ class _Batch:
 
     def select(self, indexes: Iterable[int]) -> _Batch:
         """The emits at ``indexes``, as a batch of their own."""
+        chosen = list(indexes)
         part = _Batch()
-        for i in indexes:
-            part.types.append(self.types[i])
-            part.durable.append(self.durable[i])
-            part.payloads.append(self.payloads[i])
-            part.futures.append(self.futures[i])
-            part.times.append(self.times[i])
+        for name in self.__slots__:
+            items = getattr(self, name)
+            setattr(part, name, [items[i] for i in chosen])
         return part
 
     def split(self, count: int) -> tuple[_Batch, _Batch]:
